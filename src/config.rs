@@ -1,0 +1,658 @@
+//! Configuration: the TOML file's raw form, its defaults, and the validated
+//! [`Settings`] the daemon runs on.
+//!
+//! Loading is one fallible step (read, parse, validate) that happens before any port is
+//! bound; every error names the file, line, column and key. Nothing here starts tasks
+//! or binds sockets. Relative paths in the file are taken from the working directory.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::incidents::Policy;
+
+/// The raw file. Every section is optional; defaults live in the `Default` impls below.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// HTTP listener and authentication.
+    pub server: RawServer,
+    /// The embedded store.
+    pub store: RawStore,
+    /// Correlation rules.
+    pub rules: RawRules,
+    /// Incident correlation policy.
+    pub incidents: RawIncidents,
+    /// Logging.
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address to listen on, `IP:PORT`.
+    pub listen: String,
+    /// Largest request body accepted; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Serve a non-loopback address without tokens (not recommended).
+    pub allow_unauthenticated: bool,
+    /// Named bearer tokens with a role.
+    pub tokens: Vec<RawToken>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:9797".into(),
+            max_body_bytes: 1024 * 1024,
+            allow_unauthenticated: false,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// Name recorded in the audit log as `token:<name>`; the basic-auth user name.
+    pub name: String,
+    /// `ingest` (webhooks), `operator` (read and act on records) or `admin` (all).
+    pub role: Role,
+    /// The secret itself (prefer `token_env` or `token_file`).
+    pub token: Option<String>,
+    /// Environment variable holding the secret.
+    pub token_env: Option<String>,
+    /// File holding the secret (trailing newline ignored).
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// Directory of the sled database.
+    pub data_dir: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRules {
+    /// Directory of `*.rhai` rule scripts, run in file-name order.
+    pub dir: PathBuf,
+    /// Rhai operations one hook call may run.
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_levels: usize,
+    /// Nesting of expressions (also for functions).
+    pub max_expr_depth: usize,
+    /// Longest string a rule may build, in bytes.
+    pub max_string_size: usize,
+    /// Largest array a rule may build.
+    pub max_array_size: usize,
+    /// Largest object map a rule may build.
+    pub max_map_size: usize,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        RawRules {
+            dir: PathBuf::from("rules"),
+            max_operations: 100_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIncidents {
+    /// Resolve an incident when every attached alert has resolved.
+    pub auto_resolve: bool,
+    /// A firing alert for the key of an incident resolved this recently reopens it.
+    pub reopen_window_secs: u64,
+}
+
+impl Default for RawIncidents {
+    fn default() -> Self {
+        RawIncidents {
+            auto_resolve: true,
+            reopen_window_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// A tracing filter: `info`, or `triaged=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` (for a terminal) or `json` (for log shippers).
+    pub format: LogFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Post alerts to webhooks.
+    Ingest,
+    /// Read and act on records.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub rules: RulesSettings,
+    pub incidents: Policy,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub tokens: Vec<Token>,
+}
+
+/// A bearer token with its secret resolved. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    pub secret: String,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesSettings {
+    pub dir: PathBuf,
+    pub limits: RuleLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLimits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        let raw = RawRules::default();
+        RuleLimits {
+            max_operations: raw.max_operations,
+            max_call_levels: raw.max_call_levels,
+            max_expr_depth: raw.max_expr_depth,
+            max_string_size: raw.max_string_size,
+            max_array_size: raw.max_array_size,
+            max_map_size: raw.max_map_size,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A configuration error with its place: `file:line:column: key: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; `None` when the key is not in the file (a default or a flag).
+    pub position: Option<(usize, usize)>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl Settings {
+    /// Reads, parses and validates the file at `path`, with `overrides` applied.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            key: String::new(),
+            message: format!("cannot read config file: {e}"),
+        })?;
+        Settings::from_toml(path, &src, overrides)
+    }
+
+    /// Parses and validates `src`; `path` is only used in error messages.
+    pub fn from_toml(
+        path: &Path,
+        src: &str,
+        overrides: &Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let raw = parse(path, src)?;
+        validate(raw, overrides).map_err(|(key, message)| {
+            let from_flag = key.starts_with("--");
+            ConfigError {
+                file: path.to_path_buf(),
+                position: if from_flag { None } else { locate(src, &key) },
+                key,
+                message,
+            }
+        })
+    }
+}
+
+fn parse(path: &Path, src: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(src);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut key = e.path().to_string();
+        if key == "." {
+            key.clear();
+        }
+        let inner = e.into_inner();
+        let message = inner.message().to_string();
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            if !key.ends_with(name) {
+                key = if key.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{key}.{name}")
+                };
+            }
+        }
+        let position = inner
+            .span()
+            .map(|span| line_col(src, span.start))
+            .or_else(|| locate(src, &key));
+        ConfigError {
+            file: path.to_path_buf(),
+            position,
+            key,
+            message,
+        }
+    })
+}
+
+type Invalid = (String, String);
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    (key.into(), message.into())
+}
+
+fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> {
+    let (listen_key, listen_src) = match &overrides.listen {
+        Some(l) => ("--listen", l.as_str()),
+        None => ("server.listen", raw.server.listen.as_str()),
+    };
+    let listen: SocketAddr = listen_src.parse().map_err(|_| {
+        invalid(
+            listen_key,
+            format!("expected an address like 127.0.0.1:9797, got {listen_src:?}"),
+        )
+    })?;
+    let max_body = raw.server.max_body_bytes;
+    if !(1024..=64 * 1024 * 1024).contains(&max_body) {
+        return Err(invalid(
+            "server.max_body_bytes",
+            format!("expected between 1024 and 67108864 bytes, got {max_body}"),
+        ));
+    }
+
+    let mut tokens = Vec::new();
+    let mut names = HashSet::new();
+    for (i, t) in raw.server.tokens.into_iter().enumerate() {
+        let key = |field: &str| format!("server.tokens[{i}].{field}");
+        if t.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(invalid(
+                key("name"),
+                format!("token name {:?} is used twice", t.name),
+            ));
+        }
+        let secret = match (t.token, t.token_env, t.token_file) {
+            (Some(s), None, None) => s,
+            (None, Some(var), None) => std::env::var(&var).map_err(|_| {
+                invalid(
+                    key("token_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
+            (None, None, Some(file)) => std::fs::read_to_string(&file)
+                .map_err(|e| {
+                    invalid(
+                        key("token_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            _ => {
+                return Err(invalid(
+                    key("name"),
+                    "set exactly one of token, token_env and token_file",
+                ))
+            }
+        };
+        if secret.len() < 16 {
+            return Err(invalid(
+                key("name"),
+                "the token must be at least 16 characters long",
+            ));
+        }
+        tokens.push(Token {
+            name: t.name,
+            role: t.role,
+            secret,
+        });
+    }
+    if tokens.is_empty() && !listen.ip().is_loopback() && !raw.server.allow_unauthenticated {
+        return Err(invalid(
+            listen_key,
+            format!(
+                "{listen} is not a loopback address and no tokens are configured; \
+                 add [[server.tokens]] or set server.allow_unauthenticated = true"
+            ),
+        ));
+    }
+
+    let data_dir = overrides.data_dir.clone().unwrap_or(raw.store.data_dir);
+    if data_dir.as_os_str().is_empty() {
+        return Err(invalid("store.data_dir", "must not be empty"));
+    }
+    if raw.rules.dir.as_os_str().is_empty() {
+        return Err(invalid("rules.dir", "must not be empty"));
+    }
+    let r = &raw.rules;
+    for (name, value) in [
+        ("max_operations", r.max_operations as usize),
+        ("max_call_levels", r.max_call_levels),
+        ("max_expr_depth", r.max_expr_depth),
+        ("max_string_size", r.max_string_size),
+        ("max_array_size", r.max_array_size),
+        ("max_map_size", r.max_map_size),
+    ] {
+        if value == 0 {
+            return Err(invalid(format!("rules.{name}"), "must be greater than 0"));
+        }
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        return Err(invalid("log.level", format!("not a valid log filter: {e}")));
+    }
+
+    Ok(Settings {
+        server: ServerSettings {
+            listen,
+            max_body_bytes: max_body,
+            tokens,
+        },
+        store: StoreSettings { data_dir },
+        rules: RulesSettings {
+            dir: raw.rules.dir.clone(),
+            limits: RuleLimits {
+                max_operations: r.max_operations,
+                max_call_levels: r.max_call_levels,
+                max_expr_depth: r.max_expr_depth,
+                max_string_size: r.max_string_size,
+                max_array_size: r.max_array_size,
+                max_map_size: r.max_map_size,
+            },
+        },
+        incidents: Policy {
+            auto_resolve: raw.incidents.auto_resolve,
+            reopen_window_secs: raw.incidents.reopen_window_secs,
+        },
+        log: LogSettings {
+            level: raw.log.level,
+            format: raw.log.format,
+        },
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Finds where a key path such as `server.tokens[0].role` is written in the file:
+/// the deepest key of the path that the file has.
+fn locate(src: &str, key: &str) -> Option<(usize, usize)> {
+    let doc = toml_edit::ImDocument::parse(src).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    for segment in key.split('.') {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let Some((k, item)) = table.get_key_value(name) else {
+            break;
+        };
+        span = k.span().or(span);
+        if let (Some(i), toml_edit::Item::ArrayOfTables(array)) = (index, item) {
+            let Some(t) = array.get(i) else { break };
+            span = t.span().or(span);
+            table = t;
+            continue;
+        }
+        if let Some(i) = index {
+            match item.as_array().and_then(|a| a.get(i)) {
+                Some(v) => {
+                    span = v.span().or(span);
+                    break;
+                }
+                None => break,
+            }
+        }
+        match item.as_table_like() {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    span.map(|s| line_col(src, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<Settings, ConfigError> {
+        Settings::from_toml(Path::new("t.toml"), src, &Overrides::default())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let s = load("").unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9797");
+        assert_eq!(s.server.max_body_bytes, 1 << 20);
+        assert_eq!(s.store.data_dir, PathBuf::from("data"));
+        assert_eq!(s.rules.dir, PathBuf::from("rules"));
+        assert!(s.incidents.auto_resolve);
+        assert_eq!(s.incidents.reopen_window_secs, 3600);
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/triaged.toml");
+        let s = Settings::load(&path, &Overrides::default()).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:9797");
+        assert_eq!(s.store.data_dir, PathBuf::from("data"));
+        assert_eq!(s.rules.dir, PathBuf::from("rules"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_position() {
+        let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(err.key, "server.lisen");
+        assert_eq!(err.position, Some((3, 1)));
+        assert!(
+            err.to_string()
+                .starts_with("t.toml:3:1: server.lisen: unknown field `lisen`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        let err = load("[servr]\nlisten = 1\n").unwrap_err();
+        assert_eq!(err.key, "servr");
+        assert_eq!(err.position, Some((1, 2)));
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_value_position() {
+        let err = load("[incidents]\nreopen_window_secs = \"soon\"\n").unwrap_err();
+        assert_eq!(err.key, "incidents.reopen_window_secs");
+        assert_eq!(err.position, Some((2, 22)));
+    }
+
+    #[test]
+    fn toml_syntax_error_has_position() {
+        let err = load("[server\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(1));
+    }
+
+    #[test]
+    fn invalid_values_are_located() {
+        let err = load("[server]\n\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.position),
+            ("server.listen", Some((3, 1)))
+        );
+
+        let err = load("[rules]\nmax_operations = 0\n").unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.position),
+            ("rules.max_operations", Some((2, 1)))
+        );
+
+        let err = load("[log]\nlevel = \"info,[\"\n").unwrap_err();
+        assert_eq!(err.key, "log.level");
+    }
+
+    #[test]
+    fn non_loopback_needs_tokens_or_explicit_opt_out() {
+        let err = load("[server]\nlisten = \"0.0.0.0:9797\"\n").unwrap_err();
+        assert_eq!(err.key, "server.listen");
+        assert!(err.message.contains("allow_unauthenticated"));
+        load("[server]\nlisten = \"0.0.0.0:9797\"\nallow_unauthenticated = true\n").unwrap();
+        load("[server]\nlisten = \"0.0.0.0:9797\"\n[[server.tokens]]\nname = \"am\"\nrole = \"ingest\"\ntoken = \"0123456789abcdef\"\n").unwrap();
+
+        let overrides = Overrides {
+            listen: Some("0.0.0.0:1".into()),
+            data_dir: None,
+        };
+        let err = Settings::from_toml(Path::new("t.toml"), "", &overrides).unwrap_err();
+        assert_eq!((err.key.as_str(), err.position), ("--listen", None));
+    }
+
+    #[test]
+    fn token_errors_point_into_the_array() {
+        let src = "[[server.tokens]]\nname = \"a\"\nrole = \"ingest\"\ntoken = \"0123456789abcdef\"\n\
+                   [[server.tokens]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"0123456789abcdef\"\n";
+        let err = load(src).unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.position),
+            ("server.tokens[1].name", Some((6, 1)))
+        );
+
+        let err = load(
+            "[[server.tokens]]\nname = \"a\"\nrole = \"root\"\ntoken = \"0123456789abcdef\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "server.tokens[0].role");
+        assert_eq!(err.position.map(|p| p.0), Some(3));
+
+        let err = load("[[server.tokens]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"short\"\n")
+            .unwrap_err();
+        assert!(err.message.contains("16"), "{err}");
+
+        let err = load("[[server.tokens]]\nname = \"a\"\nrole = \"admin\"\ntoken_env = \"TRIAGED_TEST_UNSET_VAR\"\n").unwrap_err();
+        assert_eq!(err.key, "server.tokens[0].token_env");
+    }
+}

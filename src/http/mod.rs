@@ -1,0 +1,149 @@
+//! The HTTP interface (axum): webhooks in, the read API, health and metrics.
+//!
+//! Owns routing, authentication, body limits and content types, JSON errors and the
+//! request metrics. Handlers validate input completely before handing anything on, and
+//! never touch sled or Rhai directly: reads go through the [`Store`] trait on the
+//! blocking pool, writes through the correlation queue.
+
+mod auth;
+mod error;
+mod records;
+mod webhooks;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tracing::Instrument;
+
+pub use auth::{Caller, Need};
+pub use error::ApiError;
+
+use crate::config::Token;
+use crate::correlation::Queue;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// What handlers share.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Vec<Token>,
+    pub max_body_bytes: usize,
+    /// False until the daemon is fully started and again while it drains.
+    pub ready: AtomicBool,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    pub fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        need: Need,
+    ) -> Result<Caller, ApiError> {
+        auth::authorize(&self.tokens, headers, need)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// Runs a synchronous store read on the blocking pool.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::unavailable(e.to_string())),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store read failed: {e}"),
+        )),
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/webhooks/alertmanager",
+            post(webhooks::alertmanager),
+        )
+        .route("/api/v1/incidents", get(records::list_incidents))
+        .route("/api/v1/incidents/{id}", get(records::get_incident))
+        .route("/api/v1/alerts", get(records::list_alerts))
+        .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Times every request by route and status, and runs it in a span naming the route.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let span = tracing::info_span!("http", method = %req.method(), route = %route);
+    let started = Instant::now();
+    let resp = next.run(req).instrument(span).await;
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[&route, resp.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,145 @@
+//! The read API for records: incidents (with their alerts and timeline) and alerts.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{blocking, ApiError, AppState, Need};
+use crate::alerts::AlertStatus;
+use crate::incidents::IncidentId;
+use crate::store::StatusFilter;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+}
+
+fn limit(q: &ListQuery) -> Result<usize, ApiError> {
+    match &q.limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "limit",
+                    format!("expected a number from 1 to {MAX_LIMIT}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+fn query(
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListQuery, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        let text = e.body_text();
+        let field = text
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| "query".to_string());
+        ApiError::bad_request(field, text)
+    })
+}
+
+/// `GET /api/v1/incidents[?status=open|new|…|any][&limit=N]`, newest first.
+pub async fn list_incidents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let q = query(q)?;
+    let filter =
+        match q.status.as_deref() {
+            None | Some("any") => StatusFilter::Any,
+            Some("open") => StatusFilter::Open,
+            Some(s) => StatusFilter::Is(s.parse().map_err(|e: String| {
+                ApiError::bad_request("status", format!("{e} (or open, any)"))
+            })?),
+        };
+    let limit = limit(&q)?;
+    let store = state.store.clone();
+    let incidents = blocking(move || store.list_incidents(filter, limit)).await?;
+    Ok(Json(serde_json::json!({ "incidents": incidents })))
+}
+
+/// `GET /api/v1/incidents/{id}`: the incident with its alerts and timeline.
+pub async fn get_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let id: IncidentId = id
+        .parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let store = state.store.clone();
+    let found = blocking(move || {
+        let Some(incident) = store.incident(id)? else {
+            return Ok(None);
+        };
+        let alerts = store.incident_alerts(id)?;
+        let timeline = store.timeline(&id.to_string())?;
+        Ok(Some((incident, alerts, timeline)))
+    })
+    .await?;
+    let (incident, alerts, timeline) =
+        found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")).field("id"))?;
+    let mut out = serde_json::to_value(&incident).expect("incidents serialize");
+    out["alerts"] = serde_json::to_value(&alerts).expect("alerts serialize");
+    out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/alerts[?status=firing|resolved][&limit=N]`, in fingerprint order.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let q = query(q)?;
+    let status = match q.status.as_deref() {
+        None | Some("any") => None,
+        Some("firing") => Some(AlertStatus::Firing),
+        Some("resolved") => Some(AlertStatus::Resolved),
+        Some(s) => {
+            return Err(ApiError::bad_request(
+                "status",
+                format!("expected firing, resolved or any, got {s:?}"),
+            ))
+        }
+    };
+    let limit = limit(&q)?;
+    let store = state.store.clone();
+    let alerts = blocking(move || store.list_alerts(status, limit)).await?;
+    Ok(Json(serde_json::json!({ "alerts": alerts })))
+}
+
+/// `GET /api/v1/alerts/{fingerprint}`.
+pub async fn get_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(fingerprint): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let store = state.store.clone();
+    let fp = fingerprint.clone();
+    let alert = blocking(move || store.alert(&fp)).await?;
+    let alert = alert.ok_or_else(|| {
+        ApiError::not_found(format!("no alert with fingerprint {fingerprint}")).field("fingerprint")
+    })?;
+    Ok(Json(
+        serde_json::to_value(&alert).expect("alerts serialize"),
+    ))
+}

@@ -1,0 +1,563 @@
+//! Incidents: the record, its lifecycle and the pure correlation rules that decide
+//! whether a firing alert attaches to, reopens or opens an incident.
+//!
+//! This module never does IO and never reads the clock: time comes in as an argument,
+//! and every state change is reported as an audit [`Change`] for the store to write
+//! in the same transaction as the record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::Change;
+
+/// `INC-<n>`; the number comes from a persistent counter and is never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+impl FromStr for IncidentId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.strip_prefix("INC-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .map(IncidentId)
+            .ok_or_else(|| format!("expected an incident id like INC-1, got {s:?}"))
+    }
+}
+
+impl From<IncidentId> for String {
+    fn from(id: IncidentId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for IncidentId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    New,
+    Acknowledged,
+    InProgress,
+    OnHold,
+    Resolved,
+    Closed,
+    Cancelled,
+}
+
+impl IncidentStatus {
+    pub const ALL: [IncidentStatus; 7] = [
+        IncidentStatus::New,
+        IncidentStatus::Acknowledged,
+        IncidentStatus::InProgress,
+        IncidentStatus::OnHold,
+        IncidentStatus::Resolved,
+        IncidentStatus::Closed,
+        IncidentStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::New => "new",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::InProgress => "in_progress",
+            IncidentStatus::OnHold => "on_hold",
+            IncidentStatus::Resolved => "resolved",
+            IncidentStatus::Closed => "closed",
+            IncidentStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Open incidents take new alerts.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            IncidentStatus::New
+                | IncidentStatus::Acknowledged
+                | IncidentStatus::InProgress
+                | IncidentStatus::OnHold
+        )
+    }
+}
+
+impl FromStr for IncidentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        IncidentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "expected one of {}, got {s:?}",
+                    IncidentStatus::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// Impact and urgency levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    High,
+    Medium,
+    Low,
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "high" => Ok(Level::High),
+            "medium" => Ok(Level::Medium),
+            "low" => Ok(Level::Low),
+            _ => Err(format!("expected high, medium or low, got {s:?}")),
+        }
+    }
+}
+
+/// P1 (highest) to P5, from the impact × urgency matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    P1,
+    P2,
+    P3,
+    P4,
+    P5,
+}
+
+/// DESIGN.md's default matrix: HH P1; HM, MH P2; HL, MM, LH P3; ML, LM P4; LL P5.
+pub fn default_priority(impact: Level, urgency: Level) -> Priority {
+    let rank = |l: Level| match l {
+        Level::High => 0,
+        Level::Medium => 1,
+        Level::Low => 2,
+    };
+    match rank(impact) + rank(urgency) {
+        0 => Priority::P1,
+        1 => Priority::P2,
+        2 => Priority::P3,
+        3 => Priority::P4,
+        _ => Priority::P5,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionCode {
+    Fixed,
+    Workaround,
+    NoFaultFound,
+    Duplicate,
+    FalsePositive,
+    /// The incident resolved itself because every attached alert resolved.
+    AlertsCleared,
+}
+
+impl ResolutionCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolutionCode::Fixed => "fixed",
+            ResolutionCode::Workaround => "workaround",
+            ResolutionCode::NoFaultFound => "no_fault_found",
+            ResolutionCode::Duplicate => "duplicate",
+            ResolutionCode::FalsePositive => "false_positive",
+            ResolutionCode::AlertsCleared => "alerts_cleared",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub code: ResolutionCode,
+    pub note: String,
+}
+
+/// What a rule (or the built-in default) decided an incident for an alert looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentSpec {
+    pub key: String,
+    pub title: String,
+    pub service: Option<String>,
+    pub ci: Option<String>,
+    pub impact: Level,
+    pub urgency: Level,
+    pub major: bool,
+}
+
+/// The incident record as the rest of the program sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    /// Correlation key: firing alerts with the same key attach to the same open incident.
+    pub key: String,
+    pub title: String,
+    pub service: Option<String>,
+    pub ci: Option<String>,
+    pub impact: Level,
+    pub urgency: Level,
+    pub priority: Priority,
+    pub major: bool,
+    pub status: IncidentStatus,
+    pub resolution: Option<Resolution>,
+    /// The rule that opened it (`default` for the built-in decision).
+    pub opened_by: String,
+    /// Distinct alerts ever attached.
+    pub alerts_total: u64,
+    /// Attached alerts currently firing.
+    pub alerts_firing: u64,
+    /// Every notification about an attached alert, repeats included.
+    pub notifications: u64,
+    pub reopened: u32,
+    /// When the first alert started (detected).
+    pub detected_at: Timestamp,
+    pub opened_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub impact_start: Timestamp,
+    pub impact_end: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// Correlation settings the core needs, from `[incidents]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub auto_resolve: bool,
+    pub reopen_window_secs: u64,
+}
+
+/// Where a firing alert goes, given the latest incident for its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Attach(IncidentId),
+    Reopen(IncidentId),
+    Open,
+}
+
+/// Decides where a firing alert with a given key goes: to the open incident for the
+/// key, to a resolved one still inside the reopen window, or to a new incident.
+pub fn place(latest: Option<&Incident>, now: Timestamp, policy: &Policy) -> Placement {
+    let Some(inc) = latest else {
+        return Placement::Open;
+    };
+    if inc.status.is_open() {
+        return Placement::Attach(inc.id);
+    }
+    if inc.status == IncidentStatus::Resolved {
+        if let Some(resolved_at) = inc.resolved_at {
+            let since = now.duration_since(resolved_at).as_secs();
+            if since <= policy.reopen_window_secs as i64 {
+                return Placement::Reopen(inc.id);
+            }
+        }
+    }
+    Placement::Open
+}
+
+impl Incident {
+    /// A new incident for a firing alert that started at `detected_at`.
+    pub fn open(
+        id: IncidentId,
+        spec: &IncidentSpec,
+        opened_by: &str,
+        detected_at: Timestamp,
+        now: Timestamp,
+    ) -> (Incident, Change) {
+        let priority = default_priority(spec.impact, spec.urgency);
+        let inc = Incident {
+            id,
+            key: spec.key.clone(),
+            title: spec.title.clone(),
+            service: spec.service.clone(),
+            ci: spec.ci.clone(),
+            impact: spec.impact,
+            urgency: spec.urgency,
+            priority,
+            major: spec.major,
+            status: IncidentStatus::New,
+            resolution: None,
+            opened_by: opened_by.to_string(),
+            alerts_total: 0,
+            alerts_firing: 0,
+            notifications: 0,
+            reopened: 0,
+            detected_at,
+            opened_at: now,
+            acknowledged_at: None,
+            impact_start: detected_at,
+            impact_end: None,
+            resolved_at: None,
+            closed_at: None,
+            updated_at: now,
+        };
+        let change = Change::new(id.to_string(), "opened")
+            .to_status(IncidentStatus::New)
+            .detail(format!(
+                "key={} priority={:?} title={}",
+                spec.key, priority, spec.title
+            ));
+        (inc, change)
+    }
+
+    /// A firing alert joins this incident. `known` says whether it was attached before
+    /// (an alert that resolved and fires again is counted once in `alerts_total`).
+    pub fn attach_firing(
+        &mut self,
+        fingerprint: &str,
+        alertname: &str,
+        known: bool,
+        now: Timestamp,
+    ) -> Change {
+        if !known {
+            self.alerts_total += 1;
+        }
+        self.alerts_firing += 1;
+        self.notifications += 1;
+        self.updated_at = now;
+        Change::new(self.id.to_string(), "alert_attached").detail(format!(
+            "{alertname} fingerprint={fingerprint} firing={}",
+            self.alerts_firing
+        ))
+    }
+
+    /// A notification that changes nothing but the count.
+    pub fn repeat(&mut self, now: Timestamp) {
+        self.notifications += 1;
+        self.updated_at = now;
+    }
+
+    /// Reopens a resolved incident (the caller checked the window with [`place`]).
+    pub fn reopen(&mut self, now: Timestamp) -> Change {
+        let from = self.status;
+        self.status = if self.acknowledged_at.is_some() {
+            IncidentStatus::InProgress
+        } else {
+            IncidentStatus::New
+        };
+        self.reopened += 1;
+        self.resolution = None;
+        self.resolved_at = None;
+        self.impact_end = None;
+        self.updated_at = now;
+        Change::new(self.id.to_string(), "reopened")
+            .from_to(from.as_str(), self.status.as_str())
+            .detail(format!("reopened {} time(s)", self.reopened))
+    }
+
+    /// An attached firing alert resolved at `ended_at`. With `auto_resolve`, the last one
+    /// to resolve resolves the incident as `alerts_cleared`.
+    pub fn alert_resolved(
+        &mut self,
+        fingerprint: &str,
+        alertname: &str,
+        ended_at: Timestamp,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> Vec<Change> {
+        self.alerts_firing = self.alerts_firing.saturating_sub(1);
+        self.notifications += 1;
+        self.updated_at = now;
+        let mut changes = vec![
+            Change::new(self.id.to_string(), "alert_resolved").detail(format!(
+                "{alertname} fingerprint={fingerprint} firing={}",
+                self.alerts_firing
+            )),
+        ];
+        if policy.auto_resolve && self.alerts_firing == 0 && self.status.is_open() {
+            let note = format!("all {} attached alert(s) resolved", self.alerts_total);
+            changes.push(self.resolve(ResolutionCode::AlertsCleared, note, ended_at, now));
+        }
+        changes
+    }
+
+    /// Resolves the incident; the impact ended at `impact_end`.
+    pub fn resolve(
+        &mut self,
+        code: ResolutionCode,
+        note: String,
+        impact_end: Timestamp,
+        now: Timestamp,
+    ) -> Change {
+        let from = self.status;
+        self.status = IncidentStatus::Resolved;
+        self.impact_end = Some(impact_end.max(self.impact_start));
+        self.resolved_at = Some(now);
+        self.updated_at = now;
+        let change = Change::new(self.id.to_string(), "resolved")
+            .from_to(from.as_str(), IncidentStatus::Resolved.as_str())
+            .detail(format!("{}: {note}", code.as_str()));
+        self.resolution = Some(Resolution { code, note });
+        change
+    }
+}
+
+impl Change {
+    fn to_status(mut self, status: IncidentStatus) -> Self {
+        self.to = Some(status.as_str().to_string());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn spec(key: &str) -> IncidentSpec {
+        IncidentSpec {
+            key: key.into(),
+            title: "Disk full".into(),
+            service: Some("db".into()),
+            ci: None,
+            impact: Level::Medium,
+            urgency: Level::Medium,
+            major: false,
+        }
+    }
+
+    const POLICY: Policy = Policy {
+        auto_resolve: true,
+        reopen_window_secs: 600,
+    };
+
+    #[test]
+    fn priority_matrix_matches_design() {
+        use Level::*;
+        let cases = [
+            (High, High, Priority::P1),
+            (High, Medium, Priority::P2),
+            (Medium, High, Priority::P2),
+            (High, Low, Priority::P3),
+            (Medium, Medium, Priority::P3),
+            (Low, High, Priority::P3),
+            (Medium, Low, Priority::P4),
+            (Low, Medium, Priority::P4),
+            (Low, Low, Priority::P5),
+        ];
+        for (impact, urgency, want) in cases {
+            assert_eq!(
+                default_priority(impact, urgency),
+                want,
+                "{impact:?} x {urgency:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_incident_for_key_opens_one() {
+        assert_eq!(place(None, t(0), &POLICY), Placement::Open);
+    }
+
+    #[test]
+    fn open_incident_takes_further_alerts() {
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        assert_eq!(
+            place(Some(&inc), t(10), &POLICY),
+            Placement::Attach(IncidentId(1))
+        );
+        inc.attach_firing("b", "Disk", false, t(10));
+        assert_eq!(
+            (inc.alerts_total, inc.alerts_firing, inc.notifications),
+            (2, 2, 2)
+        );
+    }
+
+    #[test]
+    fn incident_resolves_when_every_alert_resolved() {
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        inc.attach_firing("b", "Disk", false, t(0));
+        let changes = inc.alert_resolved("a", "Disk", t(20), t(21), &POLICY);
+        assert_eq!(changes.len(), 1);
+        assert!(inc.status.is_open());
+        let changes = inc.alert_resolved("b", "Disk", t(30), t(31), &POLICY);
+        assert_eq!(changes.len(), 2);
+        assert_eq!(inc.status, IncidentStatus::Resolved);
+        assert_eq!(
+            inc.resolution.as_ref().unwrap().code,
+            ResolutionCode::AlertsCleared
+        );
+        assert_eq!(inc.resolved_at, Some(t(31)));
+        assert_eq!(inc.impact_end, Some(t(30)));
+        assert_eq!(changes[1].from.as_deref(), Some("new"));
+        assert_eq!(changes[1].to.as_deref(), Some("resolved"));
+    }
+
+    #[test]
+    fn without_auto_resolve_the_incident_stays_open() {
+        let policy = Policy {
+            auto_resolve: false,
+            ..POLICY
+        };
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        inc.alert_resolved("a", "Disk", t(5), t(5), &policy);
+        assert_eq!(inc.status, IncidentStatus::New);
+        assert_eq!(inc.alerts_firing, 0);
+        assert_eq!(
+            place(Some(&inc), t(10_000), &policy),
+            Placement::Attach(IncidentId(1))
+        );
+    }
+
+    #[test]
+    fn firing_within_reopen_window_reopens_later_opens_new() {
+        let (mut inc, _) = Incident::open(IncidentId(3), &spec("k"), "default", t(0), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        inc.alert_resolved("a", "Disk", t(100), t(100), &POLICY);
+        assert_eq!(
+            place(Some(&inc), t(700), &POLICY),
+            Placement::Reopen(IncidentId(3))
+        );
+        assert_eq!(place(Some(&inc), t(701), &POLICY), Placement::Open);
+
+        let change = inc.reopen(t(200));
+        assert_eq!(inc.status, IncidentStatus::New);
+        assert_eq!(
+            (inc.reopened, inc.resolved_at, inc.resolution.clone()),
+            (1, None, None)
+        );
+        assert_eq!(change.from.as_deref(), Some("resolved"));
+        inc.attach_firing("a", "Disk", true, t(200));
+        assert_eq!((inc.alerts_total, inc.alerts_firing), (1, 1));
+    }
+
+    #[test]
+    fn closed_or_cancelled_incidents_never_reopen() {
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        for status in [IncidentStatus::Closed, IncidentStatus::Cancelled] {
+            inc.status = status;
+            inc.resolved_at = Some(t(1));
+            assert_eq!(place(Some(&inc), t(2), &POLICY), Placement::Open);
+        }
+    }
+
+    #[test]
+    fn incident_ids_parse_and_print() {
+        assert_eq!("INC-42".parse::<IncidentId>(), Ok(IncidentId(42)));
+        assert_eq!(IncidentId(7).to_string(), "INC-7");
+        for bad in ["42", "INC-", "INC-0", "INC-x", "inc-1"] {
+            assert!(bad.parse::<IncidentId>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! triaged: Alertmanager webhooks and other sources in, ISO/IEC 20000-1 incident
+//! records out. See ARCHITECTURE.md for the map of these modules.
+
+pub mod alerts;
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod correlation;
+pub mod http;
+pub mod incidents;
+pub mod rules;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,354 @@
+//! Correlation rules: Rhai scripts in the rules directory, run in file-name order.
+//!
+//! Owns the Rhai engine, its sandbox (no modules, no `eval`, limits on operations,
+//! depth and sizes) and the mapping between rule results and [`Verdict`]s. A rule that
+//! throws, exceeds a limit or returns something malformed never stops the daemon: the
+//! failure is returned for the caller to log and count, and the alert goes on to the
+//! next script and finally to the built-in default. No IO besides reading the scripts
+//! at load time.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rhai::{CallFnOptions, Dynamic, Engine, Map, Scope, AST};
+
+use crate::alerts::{Alert, LabelSet};
+use crate::config::RuleLimits;
+use crate::incidents::{IncidentSpec, Level};
+
+/// The name the built-in decision is recorded under.
+pub const DEFAULT_RULE: &str = "default";
+
+/// What correlation does with an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Incident(IncidentSpec),
+    Drop(String),
+}
+
+/// An outcome and the rule (script file name, or `default`) that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub rule: String,
+    pub outcome: Outcome,
+}
+
+/// A rule that failed on one alert; its result was ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFailure {
+    pub rule: String,
+    pub function: &'static str,
+    /// Bounded, for metrics: `runtime`, `limit`, `malformed`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// A rules directory that cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("{dir}: cannot read rules directory: {message}")]
+    Dir { dir: PathBuf, message: String },
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    Compile {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// What a script's `incident(...)` or `drop(...)` built; the type Rhai scripts return.
+#[derive(Debug, Clone)]
+enum Decision {
+    Incident(Map),
+    Drop(String),
+}
+
+struct Script {
+    name: String,
+    ast: AST,
+}
+
+/// A compiled rule set.
+pub struct Rules {
+    engine: Engine,
+    scripts: Vec<Script>,
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rules")
+            .field("scripts", &self.script_names())
+            .finish()
+    }
+}
+
+/// The sandboxed engine: only the functions rules need, bounded by `limits`.
+fn engine(limits: &RuleLimits) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    // Rules get no code loading: `eval` and `import` are compile errors.
+    engine.disable_symbol("eval");
+    engine.disable_symbol("import");
+    engine.set_max_operations(limits.max_operations);
+    engine.set_max_call_levels(limits.max_call_levels);
+    engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    engine.on_print(|text| tracing::info!(target: "triaged::rules", "{text}"));
+    engine.on_debug(|text, source, pos| {
+        tracing::debug!(target: "triaged::rules", source = source.unwrap_or(""), %pos, "{text}")
+    });
+    engine.register_type_with_name::<Decision>("Decision");
+    engine.register_fn("incident", Decision::Incident);
+    engine.register_fn("drop", |reason: &str| Decision::Drop(reason.to_string()));
+    engine
+}
+
+impl Rules {
+    /// Compiles every `*.rhai` file in `dir`, in file-name order.
+    pub fn load(dir: &Path, limits: &RuleLimits) -> Result<Rules, LoadError> {
+        let dir_err = |e: std::io::Error| LoadError::Dir {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(dir_err)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(dir_err)?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "rhai") && p.is_file());
+        files.sort();
+        let mut sources = Vec::with_capacity(files.len());
+        for file in files {
+            let src = std::fs::read_to_string(&file).map_err(|e| LoadError::Compile {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read: {e}"),
+            })?;
+            sources.push((file, src));
+        }
+        Rules::compile(sources, limits)
+    }
+
+    /// Compiles scripts given as (path, source); the path names the rule.
+    pub fn compile(
+        sources: Vec<(PathBuf, String)>,
+        limits: &RuleLimits,
+    ) -> Result<Rules, LoadError> {
+        let engine = engine(limits);
+        let mut scripts = Vec::with_capacity(sources.len());
+        for (file, src) in sources {
+            let ast = engine.compile(&src).map_err(|e| LoadError::Compile {
+                file: file.clone(),
+                line: e.1.line().unwrap_or(0),
+                column: e.1.position().unwrap_or(0),
+                message: e.0.to_string(),
+            })?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.display().to_string());
+            if ast
+                .iter_functions()
+                .any(|f| f.name == "on_alert" && f.params.len() == 1)
+            {
+                scripts.push(Script { name, ast });
+            } else if ast.iter_functions().any(|f| f.name == "on_alert") {
+                return Err(LoadError::Compile {
+                    file,
+                    line: 1,
+                    column: 1,
+                    message: "on_alert must take exactly one parameter (the alert)".into(),
+                });
+            }
+        }
+        Ok(Rules { engine, scripts })
+    }
+
+    /// The scripts that define `on_alert`, in the order they run.
+    pub fn script_names(&self) -> Vec<&str> {
+        self.scripts.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Runs `on_alert` of each script until one decides; the built-in default otherwise.
+    pub fn decide(&self, alert: &Alert) -> (Verdict, Vec<RuleFailure>) {
+        let mut failures = Vec::new();
+        if !self.scripts.is_empty() {
+            let input = Dynamic::from_map(alert_map(alert));
+            for script in &self.scripts {
+                match self.call_on_alert(script, input.clone(), alert) {
+                    Ok(Some(outcome)) => {
+                        let verdict = Verdict {
+                            rule: script.name.clone(),
+                            outcome,
+                        };
+                        return (verdict, failures);
+                    }
+                    Ok(None) => {}
+                    Err(f) => failures.push(f),
+                }
+            }
+        }
+        let verdict = Verdict {
+            rule: DEFAULT_RULE.to_string(),
+            outcome: Outcome::Incident(default_spec(alert)),
+        };
+        (verdict, failures)
+    }
+
+    fn call_on_alert(
+        &self,
+        script: &Script,
+        input: Dynamic,
+        alert: &Alert,
+    ) -> Result<Option<Outcome>, RuleFailure> {
+        let failure = |kind: &'static str, message: String| RuleFailure {
+            rule: script.name.clone(),
+            function: "on_alert",
+            kind,
+            message,
+        };
+        let mut scope = Scope::new();
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let result: Dynamic = self
+            .engine
+            .call_fn_with_options(options, &mut scope, &script.ast, "on_alert", (input,))
+            .map_err(|e| {
+                use rhai::EvalAltResult as E;
+                let kind = match *e {
+                    E::ErrorTooManyOperations(_)
+                    | E::ErrorStackOverflow(_)
+                    | E::ErrorDataTooLarge(..)
+                    | E::ErrorTooManyVariables(_)
+                    | E::ErrorTooManyModules(_) => "limit",
+                    _ => "runtime",
+                };
+                failure(kind, e.to_string())
+            })?;
+        if result.is_unit() {
+            return Ok(None);
+        }
+        let Some(decision) = result.clone().try_cast::<Decision>() else {
+            return Err(failure(
+                "malformed",
+                format!(
+                    "on_alert must return incident(#{{...}}), drop(reason) or nothing, got a {}",
+                    result.type_name()
+                ),
+            ));
+        };
+        match decision {
+            Decision::Drop(reason) => Ok(Some(Outcome::Drop(reason))),
+            Decision::Incident(map) => spec_from_map(&map, alert)
+                .map(|spec| Some(Outcome::Incident(spec)))
+                .map_err(|m| failure("malformed", m)),
+        }
+    }
+}
+
+fn label_map(labels: &LabelSet) -> Map {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+        .collect()
+}
+
+/// The alert as rules read it.
+fn alert_map(alert: &Alert) -> Map {
+    let mut m = Map::new();
+    m.insert("source".into(), alert.source.as_str().into());
+    m.insert("fingerprint".into(), alert.fingerprint.clone().into());
+    m.insert("status".into(), alert.status.as_str().into());
+    m.insert("labels".into(), Dynamic::from_map(label_map(&alert.labels)));
+    m.insert(
+        "annotations".into(),
+        Dynamic::from_map(label_map(&alert.annotations)),
+    );
+    m.insert("starts_at".into(), alert.starts_at.to_string().into());
+    m.insert(
+        "generator_url".into(),
+        alert
+            .generator_url
+            .clone()
+            .map_or(Dynamic::UNIT, Dynamic::from),
+    );
+    m
+}
+
+fn optional_string(map: &Map, field: &str) -> Result<Option<String>, String> {
+    match map.get(field) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v
+            .clone()
+            .into_immutable_string()
+            .map(|s| Some(s.to_string()))
+            .map_err(|t| format!("incident field {field} must be a string, got {t}")),
+    }
+}
+
+fn level(map: &Map, field: &str) -> Result<Level, String> {
+    match optional_string(map, field)? {
+        None => Ok(Level::Medium),
+        Some(s) => s
+            .parse()
+            .map_err(|e| format!("incident field {field}: {e}")),
+    }
+}
+
+/// Turns the map a rule passed to `incident(...)` into a spec; `key` is required.
+fn spec_from_map(map: &Map, alert: &Alert) -> Result<IncidentSpec, String> {
+    const FIELDS: [&str; 7] = [
+        "key", "title", "service", "ci", "impact", "urgency", "major",
+    ];
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown incident field {unknown:?}, expected one of {}",
+            FIELDS.join(", ")
+        ));
+    }
+    let key = optional_string(map, "key")?
+        .filter(|k| !k.trim().is_empty())
+        .ok_or("incident(#{...}) needs a non-empty key")?;
+    let defaults = default_spec(alert);
+    let major = match map.get("major") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|t| format!("incident field major must be a bool, got {t}"))?,
+    };
+    Ok(IncidentSpec {
+        key,
+        title: optional_string(map, "title")?.unwrap_or(defaults.title),
+        service: optional_string(map, "service")?.or(defaults.service),
+        ci: optional_string(map, "ci")?.or(defaults.ci),
+        impact: level(map, "impact")?,
+        urgency: level(map, "urgency")?,
+        major,
+    })
+}
+
+/// The built-in decision: one incident per alertname and service (or job).
+pub fn default_spec(alert: &Alert) -> IncidentSpec {
+    let service = alert.label("service").or_else(|| alert.label("job"));
+    let name = alert.name();
+    IncidentSpec {
+        key: format!("{name}/{}", service.unwrap_or("")),
+        title: alert
+            .annotations
+            .get("summary")
+            .cloned()
+            .unwrap_or_else(|| name.to_string()),
+        service: service.map(str::to_string),
+        ci: alert.label("instance").map(str::to_string),
+        impact: Level::Medium,
+        urgency: Level::Medium,
+        major: false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

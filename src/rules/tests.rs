@@ -1,0 +1,226 @@
+//! Data-driven rule tests: a script, an alert, the verdict expected.
+
+use super::*;
+use crate::alerts::{AlertStatus, Source};
+
+fn alert(labels: &[(&str, &str)]) -> Alert {
+    Alert {
+        source: Source::Alertmanager,
+        fingerprint: "f1".into(),
+        status: AlertStatus::Firing,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: [("summary".to_string(), "Disk is full".to_string())].into(),
+        starts_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        ends_at: None,
+        generator_url: None,
+        received_at: "2026-01-01T00:00:01Z".parse().unwrap(),
+    }
+}
+
+fn rules(scripts: &[(&str, &str)], limits: RuleLimits) -> Result<Rules, LoadError> {
+    let sources = scripts
+        .iter()
+        .map(|(name, src)| (PathBuf::from(name), src.to_string()))
+        .collect();
+    Rules::compile(sources, &limits)
+}
+
+/// Runs `scripts` on an alert with `labels`; returns (rule, outcome, failure kinds).
+fn check(
+    scripts: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) -> (String, Outcome, Vec<&'static str>) {
+    let rules = rules(scripts, RuleLimits::default()).expect("scripts compile");
+    let (verdict, failures) = rules.decide(&alert(labels));
+    (
+        verdict.rule,
+        verdict.outcome,
+        failures.iter().map(|f| f.kind).collect(),
+    )
+}
+
+fn spec(key: &str, title: &str, service: Option<&str>) -> Outcome {
+    Outcome::Incident(IncidentSpec {
+        key: key.into(),
+        title: title.into(),
+        service: service.map(Into::into),
+        ci: None,
+        impact: Level::Medium,
+        urgency: Level::Medium,
+        major: false,
+    })
+}
+
+#[test]
+fn no_rules_gives_default_by_alertname_and_service_then_job() {
+    let (rule, outcome, _) = check(
+        &[],
+        &[
+            ("alertname", "DiskFull"),
+            ("service", "db"),
+            ("job", "node"),
+        ],
+    );
+    assert_eq!(rule, "default");
+    assert_eq!(outcome, spec("DiskFull/db", "Disk is full", Some("db")));
+    let (_, outcome, _) = check(&[], &[("alertname", "DiskFull"), ("job", "node")]);
+    assert_eq!(outcome, spec("DiskFull/node", "Disk is full", Some("node")));
+    let (_, outcome, _) = check(&[], &[("alertname", "DiskFull")]);
+    assert_eq!(outcome, spec("DiskFull/", "Disk is full", None));
+}
+
+#[test]
+fn first_decision_wins_and_nothing_goes_on() {
+    let scripts = [
+        ("10-pass.rhai", "fn on_alert(a) { }"),
+        (
+            "20-drop.rhai",
+            r#"fn on_alert(a) { if a.labels.severity == "info" { drop("informational") } }"#,
+        ),
+        (
+            "30-group.rhai",
+            r#"fn on_alert(a) { incident(#{ key: "team-" + a.labels.team, title: "Team alert" }) }"#,
+        ),
+    ];
+    let (rule, outcome, failures) = check(
+        &scripts,
+        &[("alertname", "X"), ("severity", "info"), ("team", "a")],
+    );
+    assert_eq!(
+        (rule.as_str(), outcome, failures),
+        (
+            "20-drop.rhai",
+            Outcome::Drop("informational".into()),
+            vec![]
+        )
+    );
+
+    let (rule, outcome, _) = check(
+        &scripts,
+        &[("alertname", "X"), ("severity", "page"), ("team", "a")],
+    );
+    assert_eq!(rule, "30-group.rhai");
+    assert_eq!(outcome, spec("team-a", "Team alert", None));
+}
+
+#[test]
+fn incident_fields_are_read() {
+    let script = r#"fn on_alert(a) {
+        incident(#{ key: "k", title: "T", service: "pay", ci: "db1", impact: "high", urgency: "high", major: true })
+    }"#;
+    let (_, outcome, _) = check(&[("r.rhai", script)], &[("alertname", "X")]);
+    assert_eq!(
+        outcome,
+        Outcome::Incident(IncidentSpec {
+            key: "k".into(),
+            title: "T".into(),
+            service: Some("pay".into()),
+            ci: Some("db1".into()),
+            impact: Level::High,
+            urgency: Level::High,
+            major: true,
+        })
+    );
+}
+
+#[test]
+fn failing_rules_fall_through_to_the_default() {
+    let cases = [
+        ("fn on_alert(a) { throw \"boom\" }", "runtime"),
+        ("fn on_alert(a) { a.labels.missing.len() }", "runtime"),
+        ("fn on_alert(a) { loop { } }", "limit"),
+        ("fn on_alert(a) { on_alert(a) }", "limit"),
+        (
+            "fn on_alert(a) { let s = \"x\"; loop { s += s; } }",
+            "limit",
+        ),
+        ("fn on_alert(a) { 42 }", "malformed"),
+        (
+            "fn on_alert(a) { incident(#{ title: \"no key\" }) }",
+            "malformed",
+        ),
+        (
+            "fn on_alert(a) { incident(#{ key: \"k\", impact: \"huge\" }) }",
+            "malformed",
+        ),
+        (
+            "fn on_alert(a) { incident(#{ key: \"k\", colour: \"red\" }) }",
+            "malformed",
+        ),
+        (
+            "fn on_alert(a) { incident(#{ key: \"k\", major: \"yes\" }) }",
+            "malformed",
+        ),
+    ];
+    for (script, kind) in cases {
+        let (rule, outcome, failures) =
+            check(&[("bad.rhai", script)], &[("alertname", "X"), ("job", "j")]);
+        assert_eq!(rule, "default", "{script}");
+        assert_eq!(outcome, spec("X/j", "Disk is full", Some("j")), "{script}");
+        assert_eq!(failures, vec![kind], "{script}");
+    }
+}
+
+#[test]
+fn sandbox_has_no_eval_or_import() {
+    for script in [
+        "fn on_alert(a) { eval(\"1\") }",
+        "import \"x\" as y; fn on_alert(a) { }",
+    ] {
+        let err = rules(&[("s.rhai", script)], RuleLimits::default()).unwrap_err();
+        assert!(matches!(err, LoadError::Compile { .. }), "{script}: {err}");
+    }
+}
+
+#[test]
+fn compile_errors_name_file_line_and_column() {
+    let err = rules(
+        &[
+            ("ok.rhai", "fn on_alert(a) { }"),
+            ("broken.rhai", "fn on_alert(a) {\n  let x = ;\n}"),
+        ],
+        RuleLimits::default(),
+    )
+    .unwrap_err();
+    match &err {
+        LoadError::Compile { file, line, .. } => {
+            assert_eq!(file, &PathBuf::from("broken.rhai"));
+            assert_eq!(*line, 2);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().starts_with("broken.rhai:2:"), "{err}");
+
+    let err = rules(
+        &[("two.rhai", "fn on_alert(a, b) { }")],
+        RuleLimits::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("exactly one parameter"), "{err}");
+}
+
+#[test]
+fn shipped_rules_compile_and_decide() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let rules = Rules::load(&dir, &RuleLimits::default()).unwrap();
+    assert!(!rules.script_names().is_empty());
+    let (verdict, failures) = rules.decide(&alert(&[("alertname", "Watchdog")]));
+    assert!(failures.is_empty());
+    assert!(matches!(verdict.outcome, Outcome::Drop(_)), "{verdict:?}");
+    let (verdict, failures) = rules.decide(&alert(&[
+        ("alertname", "DiskFull"),
+        ("job", "node"),
+        ("severity", "critical"),
+    ]));
+    assert!(failures.is_empty(), "{failures:?}");
+    match verdict.outcome {
+        Outcome::Incident(spec) => {
+            assert_eq!(spec.key, "DiskFull/node");
+            assert_eq!((spec.impact, spec.urgency), (Level::High, Level::High));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

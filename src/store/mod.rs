@@ -1,0 +1,119 @@
+//! The store: where alerts, incidents and the audit log live.
+//!
+//! Everything outside this module sees the [`Store`] trait only and never names sled,
+//! so a PostgreSQL implementation can sit behind the same trait later. A [`Batch`] is
+//! written atomically and durably by [`Store::commit`]: when it returns `Ok`, the data
+//! is on disk. Stored values are versioned record types (`records`), never the
+//! in-memory types directly.
+
+mod records;
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use jiff::Timestamp;
+
+use crate::alerts::{AlertRecord, AlertStatus};
+use crate::audit::{AuditEntry, Change};
+use crate::incidents::{Incident, IncidentId, IncidentStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O error: {0}")]
+    Io(String),
+    #[error("corrupt record in {tree} at key {key}: {message}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        message: String,
+    },
+    /// Another writer moved the incident counter or audit head since the batch was
+    /// prepared; prepare it again.
+    #[error("write conflict: {0}")]
+    Conflict(String),
+}
+
+/// One atomic, durable write: every record change of a correlation batch with its
+/// audit entries.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Alerts to insert or replace (by fingerprint).
+    pub alerts: Vec<AlertRecord>,
+    /// Incidents to insert or replace (by id).
+    pub incidents: Vec<Incident>,
+    /// The incident counter the batch was prepared against and its value after it:
+    /// ids `expected..next` are the batch's new incidents.
+    pub incident_counter: Option<(u64, u64)>,
+    /// Correlation key → latest incident for it.
+    pub keys: Vec<(String, IncidentId)>,
+    /// (incident, alert fingerprint) pairs to link.
+    pub attachments: Vec<(IncidentId, String)>,
+    /// Audit entries to append, in order, with who made them.
+    pub audit: Vec<(Timestamp, String, Change)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+            && self.incidents.is_empty()
+            && self.keys.is_empty()
+            && self.attachments.is_empty()
+            && self.audit.is_empty()
+    }
+}
+
+/// Which incidents to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusFilter {
+    #[default]
+    Any,
+    /// new, acknowledged, in_progress or on_hold.
+    Open,
+    Is(IncidentStatus),
+}
+
+impl StatusFilter {
+    pub fn matches(self, status: IncidentStatus) -> bool {
+        match self {
+            StatusFilter::Any => true,
+            StatusFilter::Open => status.is_open(),
+            StatusFilter::Is(s) => s == status,
+        }
+    }
+}
+
+/// Counts for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub incidents: u64,
+    pub audit_entries: u64,
+}
+
+pub trait Store: Send + Sync + 'static {
+    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError>;
+    /// Alerts newest first by last notification, optionally only one status.
+    fn list_alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// The most recent incident opened for a correlation key.
+    fn incident_for_key(&self, key: &str) -> Result<Option<Incident>, StoreError>;
+    /// Incidents newest first.
+    fn list_incidents(
+        &self,
+        filter: StatusFilter,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+    fn incident_alerts(&self, id: IncidentId) -> Result<Vec<AlertRecord>, StoreError>;
+    /// The audit entries of one record, oldest first.
+    fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The number the next incident will get.
+    fn next_incident_number(&self) -> Result<u64, StoreError>;
+    fn counts(&self) -> Result<Counts, StoreError>;
+    /// Writes the batch atomically and returns once it is durable.
+    fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    /// Makes every committed write durable (used at shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}
