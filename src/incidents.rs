@@ -261,8 +261,8 @@ pub fn place(latest: Option<&Incident>, now: Timestamp, policy: &Policy) -> Plac
     }
     if inc.status == IncidentStatus::Resolved {
         if let Some(resolved_at) = inc.resolved_at {
-            let since = now.duration_since(resolved_at).as_secs();
-            if since <= policy.reopen_window_secs as i64 {
+            let window = jiff::SignedDuration::from_secs(policy.reopen_window_secs as i64);
+            if now.duration_since(resolved_at) <= window {
                 return Placement::Reopen(inc.id);
             }
         }
@@ -530,6 +530,10 @@ mod tests {
             Placement::Reopen(IncidentId(3))
         );
         assert_eq!(place(Some(&inc), t(701), &POLICY), Placement::Open);
+        let just_after = t(700)
+            .checked_add(jiff::SignedDuration::from_nanos(1))
+            .unwrap();
+        assert_eq!(place(Some(&inc), just_after, &POLICY), Placement::Open);
 
         let change = inc.reopen(t(200));
         assert_eq!(inc.status, IncidentStatus::New);

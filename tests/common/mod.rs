@@ -1,0 +1,183 @@
+//! The one helper integration tests use to run the daemon: in-process on
+//! 127.0.0.1:0 with a temporary data dir (or as a child process for crash tests),
+//! plus payload builders. Every daemon a test starts is stopped when its handle drops.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use triaged::config::{Overrides, Settings};
+
+pub const AM_PATH: &str = "/api/v1/webhooks/alertmanager";
+
+/// The shipped rules directory.
+pub fn shipped_rules() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+/// A config file body with the given data and rules dirs and extra TOML appended.
+pub fn config_toml(data_dir: &Path, rules_dir: &Path, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {:?}\n[rules]\ndir = {:?}\n{extra}\n",
+        data_dir.display().to_string(),
+        rules_dir.display().to_string()
+    )
+}
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Daemon {
+    /// Starts a daemon on `data_dir` with the shipped rules; `extra` is TOML appended to
+    /// the config (e.g. an `[incidents]` section or `[[server.tokens]]`).
+    pub async fn start(data_dir: &Path, extra: &str) -> Daemon {
+        Daemon::start_with_rules(data_dir, &shipped_rules(), extra).await
+    }
+
+    pub async fn start_with_rules(data_dir: &Path, rules_dir: &Path, extra: &str) -> Daemon {
+        let src = config_toml(data_dir, rules_dir, extra);
+        let settings = Settings::from_toml(Path::new("test.toml"), &src, &Overrides::default())
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{src}"));
+        let daemon = triaged::app::Daemon::start(settings)
+            .await
+            .expect("daemon starts");
+        let addr = daemon.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon.serve(shutdown.clone()));
+        Daemon {
+            addr,
+            client: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        status_json(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.unwrap();
+        status_json(resp).await
+    }
+
+    /// Stops the daemon the way SIGTERM does and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("daemon drains within 30 s")
+            .unwrap()
+            .expect("daemon exits cleanly");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// One alert in Alertmanager's webhook form.
+pub fn am_alert(status: &str, labels: Value, starts_at: &str) -> Value {
+    let fingerprint = labels
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join(",");
+    json!({
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": "test alert"},
+        "startsAt": starts_at,
+        "endsAt": if status == "resolved" { "2026-11-29T02:00:00Z" } else { "0001-01-01T00:00:00Z" },
+        "generatorURL": "http://prometheus.test/graph",
+        "fingerprint": format!("{:016x}", fnv(&fingerprint)),
+    })
+}
+
+/// A webhook payload (version 4) carrying `alerts`.
+pub fn am_payload(alerts: Vec<Value>) -> Value {
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"test\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "triaged",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.test",
+        "alerts": alerts,
+    })
+}
+
+fn fnv(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `secs` seconds.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
