@@ -181,3 +181,60 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The daemon as a child process (`triaged serve`), for tests that kill it.
+pub struct Child {
+    pub process: std::process::Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Child {
+    /// Starts `triaged serve --config <dir>/triaged.toml` with data in `<dir>/data`
+    /// on a free port, and waits until `/readyz` answers.
+    pub async fn start(dir: &Path) -> Child {
+        let config = dir.join("triaged.toml");
+        std::fs::write(&config, config_toml(&dir.join("data"), &shipped_rules(), "")).unwrap();
+        let port = free_port();
+        let log = dir.join(format!("triaged-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let process = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("triaged binary starts");
+        let child = Child {
+            process,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let url = child.url("/readyz");
+        wait_for(30, "triaged to be ready", || {
+            let req = client.get(&url).send();
+            async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        child
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
