@@ -35,6 +35,8 @@ pub struct Daemon {
 impl Daemon {
     /// Everything that can fail at start happens here, before the first request.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
+        // Rules first: a broken rule stops the start before anything is created.
+        let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
         let data_dir = settings.store.data_dir.clone();
         let store: Arc<dyn Store> = Arc::new(
             tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
@@ -42,7 +44,6 @@ impl Daemon {
                 .context("store open task failed")??,
         );
         let counts = store.counts()?;
-        let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
         tracing::info!(
             data_dir = %settings.store.data_dir.display(),
             incidents = counts.incidents,

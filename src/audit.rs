@@ -41,6 +41,12 @@ impl Change {
         self
     }
 
+    /// A new value with no previous one (a record being created).
+    pub fn becomes(mut self, to: impl Into<String>) -> Self {
+        self.to = Some(to.into());
+        self
+    }
+
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

@@ -307,7 +307,7 @@ impl Incident {
             updated_at: now,
         };
         let change = Change::new(id.to_string(), "opened")
-            .to_status(IncidentStatus::New)
+            .becomes(IncidentStatus::New.as_str())
             .detail(format!(
                 "key={} priority={:?} title={}",
                 spec.key, priority, spec.title
@@ -404,13 +404,6 @@ impl Incident {
             .detail(format!("{}: {note}", code.as_str()));
         self.resolution = Some(Resolution { code, note });
         change
-    }
-}
-
-impl Change {
-    fn to_status(mut self, status: IncidentStatus) -> Self {
-        self.to = Some(status.as_str().to_string());
-        self
     }
 }
 

@@ -1,0 +1,103 @@
+//! The command line as operators use it: --version, --help, check-config, and serve
+//! refusing to start on bad config or rules with file, line and column.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn triaged(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("triaged runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_and_help() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = triaged(&["--version"], here);
+    assert!(out.status.success());
+    assert_eq!(text(&out).0.trim(), format!("triaged {}", env!("CARGO_PKG_VERSION")));
+    let out = triaged(&["--help"], here);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    for word in ["serve", "check-config"] {
+        assert!(stdout.contains(word), "{stdout}");
+    }
+    let out = triaged(&["serve", "--help"], here);
+    let (stdout, _) = text(&out);
+    for flag in ["--config", "--listen", "--data-dir"] {
+        assert!(stdout.contains(flag), "{stdout}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_shipped_config() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = triaged(&["check-config", "--config", "config/triaged.toml"], here);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("ok (2 rule script(s) in rules)"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_file_line_column_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9797\"\n\n[incidents]\nreopen_window = 60\n").unwrap();
+    let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("bad.toml:5:1: incidents.reopen_window: unknown field `reopen_window`"), "{stderr}");
+
+    std::fs::write(&file, "[server]\nlisten = \"0.0.0.0:9797\"\n").unwrap();
+    let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("bad.toml:2:1: server.listen: 0.0.0.0:9797 is not a loopback address"));
+
+    let out = triaged(&["check-config", "--config", "missing.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("missing.toml: cannot read config file"));
+}
+
+#[test]
+fn broken_rules_stop_check_config_and_serve_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("20-broken.rhai"), "fn on_alert(alert) {\n    let x = ;\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("triaged.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{}\"\n", common::free_port()),
+    )
+    .unwrap();
+    for args in [
+        &["check-config", "--config", "triaged.toml"][..],
+        &["serve", "--config", "triaged.toml"][..],
+    ] {
+        let out = triaged(args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let (_, stderr) = text(&out);
+        assert!(stderr.contains("20-broken.rhai:2:"), "{args:?}: {stderr}");
+    }
+    // Rules are checked before the store is opened: nothing was created.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn serve_flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("triaged.toml"), "[server]\nlisten = \"127.0.0.1:9797\"\n").unwrap();
+    let out = triaged(&["serve", "--config", "triaged.toml", "--listen", "0.0.0.0:1"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("triaged.toml: --listen: 0.0.0.0:1 is not a loopback address"), "{:?}", text(&out));
+}
