@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use triaged::config::{Overrides, Settings};
@@ -110,8 +112,12 @@ fn serve(path: &std::path::Path, overrides: Overrides) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Installed before anything starts, so no signal can arrive unhandled.
+        let term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone()));
+        tokio::spawn(signals(term, int, shutdown.clone()));
         triaged::app::run(settings, shutdown).await
     });
     match result {
@@ -125,15 +131,7 @@ fn serve(path: &std::path::Path, overrides: Overrides) -> ExitCode {
 }
 
 /// SIGINT or SIGTERM starts a graceful shutdown; a second one exits at once.
-async fn signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+async fn signals(mut term: Signal, mut int: Signal, shutdown: CancellationToken) {
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

@@ -26,7 +26,10 @@ fn version_and_help() {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = triaged(&["--version"], here);
     assert!(out.status.success());
-    assert_eq!(text(&out).0.trim(), format!("triaged {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        text(&out).0.trim(),
+        format!("triaged {}", env!("CARGO_PKG_VERSION"))
+    );
     let out = triaged(&["--help"], here);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
@@ -46,27 +49,41 @@ fn check_config_accepts_the_shipped_config() {
     let out = triaged(&["check-config", "--config", "config/triaged.toml"], here);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("ok (2 rule script(s) in rules)"), "{stdout}");
+    assert!(
+        stdout.contains("ok (2 rule script(s) in rules)"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_config_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9797\"\n\n[incidents]\nreopen_window = 60\n").unwrap();
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:9797\"\n\n[incidents]\nreopen_window = 60\n",
+    )
+    .unwrap();
     let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("bad.toml:5:1: incidents.reopen_window: unknown field `reopen_window`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:5:1: incidents.reopen_window: unknown field `reopen_window`"),
+        "{stderr}"
+    );
 
     std::fs::write(&file, "[server]\nlisten = \"0.0.0.0:9797\"\n").unwrap();
     let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).1.contains("bad.toml:2:1: server.listen: 0.0.0.0:9797 is not a loopback address"));
+    assert!(text(&out)
+        .1
+        .contains("bad.toml:2:1: server.listen: 0.0.0.0:9797 is not a loopback address"));
 
     let out = triaged(&["check-config", "--config", "missing.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).1.contains("missing.toml: cannot read config file"));
+    assert!(text(&out)
+        .1
+        .contains("missing.toml: cannot read config file"));
 }
 
 #[test]
@@ -74,7 +91,11 @@ fn broken_rules_stop_check_config_and_serve_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    std::fs::write(rules.join("20-broken.rhai"), "fn on_alert(alert) {\n    let x = ;\n}\n").unwrap();
+    std::fs::write(
+        rules.join("20-broken.rhai"),
+        "fn on_alert(alert) {\n    let x = ;\n}\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("triaged.toml"),
         format!("[server]\nlisten = \"127.0.0.1:{}\"\n", common::free_port()),
@@ -96,8 +117,71 @@ fn broken_rules_stop_check_config_and_serve_with_file_and_line() {
 #[test]
 fn serve_flags_override_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("triaged.toml"), "[server]\nlisten = \"127.0.0.1:9797\"\n").unwrap();
-    let out = triaged(&["serve", "--config", "triaged.toml", "--listen", "0.0.0.0:1"], dir.path());
+    std::fs::write(
+        dir.path().join("triaged.toml"),
+        "[server]\nlisten = \"127.0.0.1:9797\"\n",
+    )
+    .unwrap();
+    let out = triaged(
+        &["serve", "--config", "triaged.toml", "--listen", "0.0.0.0:1"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).1.contains("triaged.toml: --listen: 0.0.0.0:1 is not a loopback address"), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("triaged.toml: --listen: 0.0.0.0:1 is not a loopback address"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("triaged.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[rules]\ndir = {:?}\n[log]\nformat = \"json\"\n",
+            common::shipped_rules().display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["serve", "--config", "triaged.toml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the port, then ask it to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages.contains(&"listening"), "{stderr}");
+    assert!(messages.contains(&"stopped"), "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string()),
+        "{stderr}"
+    );
+    // The store was created relative to the working directory.
+    assert!(dir.path().join("data").is_dir());
 }

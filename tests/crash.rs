@@ -47,7 +47,10 @@ async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
                             )
                         })
                         .collect();
-                    let fps: Vec<String> = alerts.iter().map(|a| a["fingerprint"].as_str().unwrap().to_string()).collect();
+                    let fps: Vec<String> = alerts
+                        .iter()
+                        .map(|a| a["fingerprint"].as_str().unwrap().to_string())
+                        .collect();
                     match client.post(&url).json(&am_payload(alerts)).send().await {
                         Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().extend(fps),
                         Ok(r) => panic!("unexpected status {}", r.status()),
@@ -72,7 +75,12 @@ async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
         let d = Child::start(dir.path()).await;
         for fp in &answered {
             let (status, alert) = get(&client, d.url(&format!("/api/v1/alerts/{fp}"))).await;
-            assert_eq!(status, 200, "cycle {cycle}: answered alert {fp} lost after kill -9\n{}", d.log_text());
+            assert_eq!(
+                status,
+                200,
+                "cycle {cycle}: answered alert {fp} lost after kill -9\n{}",
+                d.log_text()
+            );
             assert_eq!(alert["disposition"]["kind"], "attached");
         }
         // Numbers go on from the highest stored one; none is reused or skipped.
@@ -80,8 +88,17 @@ async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
         ids.sort();
         let expected: Vec<u64> = (1..=ids.len() as u64).collect();
         assert_eq!(ids, expected, "incident numbers are dense and unique");
-        let fresh = am_alert("firing", json!({"alertname": format!("Fresh{cycle}"), "job": "x"}), "2026-11-29T01:00:00Z");
-        let resp = client.post(d.url(AM_PATH)).json(&am_payload(vec![fresh])).send().await.unwrap();
+        let fresh = am_alert(
+            "firing",
+            json!({"alertname": format!("Fresh{cycle}"), "job": "x"}),
+            "2026-11-29T01:00:00Z",
+        );
+        let resp = client
+            .post(d.url(AM_PATH))
+            .json(&am_payload(vec![fresh]))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let mut after = incident_ids(&client, &d).await;
         after.sort();
@@ -96,8 +113,17 @@ async fn sigterm_drains_and_exits_zero_and_data_survives() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut d = Child::start(dir.path()).await;
-    let alert = am_alert("firing", json!({"alertname": "Term", "job": "x"}), "2026-11-29T01:00:00Z");
-    let resp = client.post(d.url(AM_PATH)).json(&am_payload(vec![alert])).send().await.unwrap();
+    let alert = am_alert(
+        "firing",
+        json!({"alertname": "Term", "job": "x"}),
+        "2026-11-29T01:00:00Z",
+    );
+    let resp = client
+        .post(d.url(AM_PATH))
+        .json(&am_payload(vec![alert]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
     let status = std::process::Command::new("kill")

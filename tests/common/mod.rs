@@ -194,7 +194,11 @@ impl Child {
     /// on a free port, and waits until `/readyz` answers.
     pub async fn start(dir: &Path) -> Child {
         let config = dir.join("triaged.toml");
-        std::fs::write(&config, config_toml(&dir.join("data"), &shipped_rules(), "")).unwrap();
+        std::fs::write(
+            &config,
+            config_toml(&dir.join("data"), &shipped_rules(), ""),
+        )
+        .unwrap();
         let port = free_port();
         let log = dir.join(format!("triaged-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -217,7 +221,12 @@ impl Child {
         let url = child.url("/readyz");
         wait_for(30, "triaged to be ready", || {
             let req = client.get(&url).send();
-            async move { req.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                req.await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
         child
