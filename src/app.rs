@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::correlation::{self, Correlator};
 use crate::http::{self, Shared};
 use crate::rules::Rules;
-use crate::store::{SledStore, Store};
+use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 
 /// Requests that may wait for correlation before senders are held back.
@@ -38,11 +38,9 @@ impl Daemon {
         // Rules first: a broken rule stops the start before anything is created.
         let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
         let data_dir = settings.store.data_dir.clone();
-        let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
-                .await
-                .context("store open task failed")??,
-        );
+        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || store::open(&data_dir))
+            .await
+            .context("store open task failed")??;
         let counts = store.counts()?;
         tracing::info!(
             data_dir = %settings.store.data_dir.display(),

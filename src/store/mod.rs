@@ -11,11 +11,19 @@ mod sled_store;
 
 pub use sled_store::SledStore;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use jiff::Timestamp;
 
 use crate::alerts::{AlertRecord, AlertStatus};
 use crate::audit::{AuditEntry, Change};
 use crate::incidents::{Incident, IncidentId, IncidentStatus};
+
+/// Opens the configured store (today always the embedded sled one in `data_dir`).
+pub fn open(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SledStore::open(data_dir)?))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
