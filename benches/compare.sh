@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Ingest benchmark: triaged against Debian's Alertmanager on this machine, under the
+# same load from examples/loadgen.rs. Each measurement gets a fresh server with fresh
+# temporary storage; both listen on 127.0.0.1.
+#
+#   benches/compare.sh            # full run (~2 min), prints a markdown table
+#   DURATION=5 benches/compare.sh # shorter measurements
+#
+# triaged runs as shipped (config/triaged.toml, rules/), durable writes on: every 200
+# means stored, flushed and the rules run. Alertmanager gets a route that does not
+# send during the run (group_wait 1h to a receiver without integrations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-16}
+DISTINCT=${DISTINCT:-100000}
+
+command -v prometheus-alertmanager >/dev/null || {
+    echo "install Debian's prometheus-alertmanager first (tests/run.sh does)" >&2
+    exit 1
+}
+cargo build --release --quiet --bin triaged --example loadgen
+LOADGEN=target/release/examples/loadgen
+TRIAGED=target/release/triaged
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() {
+    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_ready() {
+    for _ in $(seq 1 200); do
+        curl -fs "$1" >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    echo "server at $1 did not get ready" >&2
+    exit 1
+}
+
+start_am() {
+    local dir="$WORK/am.$RANDOM"
+    mkdir -p "$dir"
+    cat >"$dir/am.yml" <<YML
+route:
+  receiver: blackhole
+  group_wait: 1h
+  group_interval: 1h
+  repeat_interval: 24h
+receivers:
+  - name: blackhole
+YML
+    PORT=$(free_port)
+    prometheus-alertmanager --config.file="$dir/am.yml" --storage.path="$dir/data" \
+        --web.listen-address="127.0.0.1:$PORT" --cluster.listen-address="" \
+        --log.level=warn >"$dir/log" 2>&1 &
+    PID=$!
+    URL="http://127.0.0.1:$PORT/api/v2/alerts"
+    FORMAT=alertmanager
+    wait_ready "http://127.0.0.1:$PORT/-/ready"
+}
+
+start_triaged() {
+    local dir="$WORK/triaged.$RANDOM"
+    mkdir -p "$dir"
+    sed "s|^data_dir = .*|data_dir = \"$dir/data\"|" config/triaged.toml >"$dir/triaged.toml"
+    PORT=$(free_port)
+    RUST_LOG=warn "$TRIAGED" serve --config "$dir/triaged.toml" --listen "127.0.0.1:$PORT" >"$dir/log" 2>&1 &
+    PID=$!
+    URL="http://127.0.0.1:$PORT/api/v1/webhooks/alertmanager"
+    FORMAT=webhook
+    wait_ready "http://127.0.0.1:$PORT/readyz"
+}
+
+stop() {
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+# load SERVER PER_REQUEST → JSON line
+load() {
+    "start_$1"
+    "$LOADGEN" --url "$URL" --format "$FORMAT" --connections "$CONNS" \
+        --alerts-per-request "$2" --duration-secs "$DURATION" --warmup-secs "$WARMUP" \
+        --distinct "$DISTINCT"
+    stop
+}
+
+# memory SERVER → "idle_kb active_kb": RSS at start and after 100k distinct alerts
+memory() {
+    "start_$1"
+    sleep 1
+    local idle
+    idle=$(rss_kb "$PID")
+    "$LOADGEN" --url "$URL" --format "$FORMAT" --connections 4 --alerts-per-request 100 \
+        --distinct 100000 --requests 1000 >/dev/null
+    sleep 1
+    echo "$idle $(rss_kb "$PID")"
+    stop
+}
+
+field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
+
+declare -A R
+for per in 1 100; do
+    for server in am triaged; do
+        line=$(load "$server" "$per")
+        echo "$server, $per alert(s)/request: $line" >&2
+        R[$server.$per]=$line
+    done
+done
+read -r am_idle am_active < <(memory am)
+read -r tr_idle tr_active < <(memory triaged)
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}×')"; }
+echo
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, $CONNS connections, $DISTINCT distinct alerts"
+echo
+echo "| measurement | Alertmanager | triaged | triaged / Alertmanager |"
+echo "|---|---|---|---|"
+for per in 1 100; do
+    a=$(field "${R[am.$per]}" alerts_per_sec); t=$(field "${R[triaged.$per]}" alerts_per_sec)
+    echo "| alerts/s, $per alert(s)/request | $a | $t | $(ratio "$t" "$a") |"
+    a=$(field "${R[am.$per]}" "latency_ms['p99']"); t=$(field "${R[triaged.$per]}" "latency_ms['p99']")
+    echo "| p99 latency ms, $per alert(s)/request | $a | $t | $(ratio "$t" "$a") |"
+    a=$(field "${R[am.$per]}" non_2xx); t=$(field "${R[triaged.$per]}" non_2xx)
+    echo "| non-2xx, $per alert(s)/request | $a | $t | |"
+done
+echo "| RSS MB, 100k active alerts | $((am_active / 1024)) | $((tr_active / 1024)) | $(ratio "$tr_active" "$am_active") |"
+echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(ratio "$tr_idle" "$am_idle") |"
