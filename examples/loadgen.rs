@@ -137,7 +137,12 @@ struct Tally {
     hist: Option<Histogram<u64>>,
 }
 
-async fn connection(args: Arc<Args>, shared: Arc<Shared>, measure_from: Instant, measure_to: Instant) -> Tally {
+async fn connection(
+    args: Arc<Args>,
+    shared: Arc<Shared>,
+    measure_from: Instant,
+    measure_to: Instant,
+) -> Tally {
     let uri: hyper::Uri = args.url.parse().expect("valid --url");
     let host = uri.host().expect("url has a host").to_string();
     let port = uri.port_u16().unwrap_or(80);
@@ -152,7 +157,9 @@ async fn connection(args: Arc<Args>, shared: Arc<Shared>, measure_from: Instant,
             continue;
         };
         stream.set_nodelay(true).ok();
-        let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
             tally.errors += 1;
             continue;
         };
@@ -225,7 +232,14 @@ async fn main() {
         }
     };
     let tasks: Vec<_> = (0..args.connections)
-        .map(|_| tokio::spawn(connection(args.clone(), shared.clone(), measure_from, measure_to)))
+        .map(|_| {
+            tokio::spawn(connection(
+                args.clone(),
+                shared.clone(),
+                measure_from,
+                measure_to,
+            ))
+        })
         .collect();
     if args.requests.is_none() {
         tokio::time::sleep_until(measure_to.into()).await;

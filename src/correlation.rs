@@ -22,6 +22,9 @@ use crate::rules::{Outcome, Rules};
 use crate::store::{Batch, Store, StoreError};
 use crate::telemetry::Metrics;
 
+/// Alerts named in one merged audit entry; the rest are counted.
+const MERGED_SHOWN: usize = 10;
+
 /// Alerts gathered into one batch at most; more waits for the next commit.
 pub const MAX_BATCH_ALERTS: usize = 10_000;
 
@@ -295,6 +298,10 @@ struct Pending<'a> {
     keys: HashMap<String, IncidentId>,
     attachments: Vec<(IncidentId, String)>,
     audit: Vec<(Timestamp, String, Change)>,
+    /// Per record, the index of its last audit entry in `audit`, for merging.
+    last_entry: HashMap<String, usize>,
+    /// Merged alert entries: index in `audit` → (alerts merged, alert names shown).
+    merged: HashMap<usize, (usize, Vec<String>)>,
     counter_start: u64,
     next: u64,
 }
@@ -308,6 +315,8 @@ impl<'a> Pending<'a> {
             keys: HashMap::new(),
             attachments: Vec::new(),
             audit: Vec::new(),
+            last_entry: HashMap::new(),
+            merged: HashMap::new(),
             counter_start: next,
             next,
         }
@@ -355,11 +364,46 @@ impl<'a> Pending<'a> {
         self.incidents.insert(inc.id, inc);
     }
 
+    /// Queues an audit entry. Alerts attached to (or resolved on) one incident in a row
+    /// within a batch become one entry: an alert storm writes one entry per incident and
+    /// batch, not one per alert; the alerts themselves are linked to the incident.
     fn audit(&mut self, at: Timestamp, actor: &str, change: Change) {
+        let mergeable = change.action == incidents::ALERTS_ATTACHED
+            || change.action == incidents::ALERTS_RESOLVED;
+        if mergeable {
+            if let Some(&i) = self.last_entry.get(&change.record) {
+                let (_, last_actor, last) = &mut self.audit[i];
+                if last.action == change.action && last_actor == actor {
+                    last.to = change.to;
+                    let (count, shown) = self.merged.entry(i).or_insert_with(|| (1, Vec::new()));
+                    *count += 1;
+                    if shown.len() < MERGED_SHOWN {
+                        shown.extend(change.detail);
+                    }
+                    return;
+                }
+            }
+        }
+        self.last_entry
+            .insert(change.record.clone(), self.audit.len());
+        if mergeable {
+            self.merged.insert(
+                self.audit.len(),
+                (1, change.detail.iter().cloned().collect()),
+            );
+        }
         self.audit.push((at, actor.to_string(), change));
     }
 
-    fn into_batch(self) -> Batch {
+    fn into_batch(mut self) -> Batch {
+        for (i, (count, shown)) in self.merged {
+            let more = count.saturating_sub(shown.len());
+            let mut detail = format!("{count} alert(s): {}", shown.join(", "));
+            if more > 0 {
+                detail.push_str(&format!(" (+{more} more)"));
+            }
+            self.audit[i].2.detail = Some(detail);
+        }
         Batch {
             alerts: self.alerts.into_values().collect(),
             incidents: self.incidents.into_values().collect(),

@@ -235,6 +235,11 @@ pub struct Incident {
     pub updated_at: Timestamp,
 }
 
+/// Audit action of a firing alert joining an incident (from/to: firing counts).
+pub const ALERTS_ATTACHED: &str = "alerts_attached";
+/// Audit action of an attached alert resolving (from/to: firing counts).
+pub const ALERTS_RESOLVED: &str = "alerts_resolved";
+
 /// Correlation settings the core needs, from `[incidents]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -317,6 +322,8 @@ impl Incident {
 
     /// A firing alert joins this incident. `known` says whether it was attached before
     /// (an alert that resolved and fires again is counted once in `alerts_total`).
+    /// The change's from/to are the firing counts; consecutive ones of one batch may be
+    /// merged into one audit entry by the caller.
     pub fn attach_firing(
         &mut self,
         fingerprint: &str,
@@ -327,13 +334,13 @@ impl Incident {
         if !known {
             self.alerts_total += 1;
         }
+        let before = self.alerts_firing;
         self.alerts_firing += 1;
         self.notifications += 1;
         self.updated_at = now;
-        Change::new(self.id.to_string(), "alert_attached").detail(format!(
-            "{alertname} fingerprint={fingerprint} firing={}",
-            self.alerts_firing
-        ))
+        Change::new(self.id.to_string(), ALERTS_ATTACHED)
+            .from_to(before.to_string(), self.alerts_firing.to_string())
+            .detail(format!("{alertname} {fingerprint}"))
     }
 
     /// A notification that changes nothing but the count.
@@ -370,15 +377,13 @@ impl Incident {
         now: Timestamp,
         policy: &Policy,
     ) -> Vec<Change> {
+        let before = self.alerts_firing;
         self.alerts_firing = self.alerts_firing.saturating_sub(1);
         self.notifications += 1;
         self.updated_at = now;
-        let mut changes = vec![
-            Change::new(self.id.to_string(), "alert_resolved").detail(format!(
-                "{alertname} fingerprint={fingerprint} firing={}",
-                self.alerts_firing
-            )),
-        ];
+        let mut changes = vec![Change::new(self.id.to_string(), ALERTS_RESOLVED)
+            .from_to(before.to_string(), self.alerts_firing.to_string())
+            .detail(format!("{alertname} {fingerprint}"))];
         if policy.auto_resolve && self.alerts_firing == 0 && self.status.is_open() {
             let note = format!("all {} attached alert(s) resolved", self.alerts_total);
             changes.push(self.resolve(ResolutionCode::AlertsCleared, note, ended_at, now));

@@ -111,13 +111,13 @@ async fn firing_alerts_group_into_one_incident_and_resolve_it() {
         actions,
         [
             "opened",
-            "alert_attached",
-            "alert_attached",
-            "alert_resolved",
-            "alert_resolved",
+            "alerts_attached",
+            "alerts_attached",
+            "alerts_resolved",
+            "alerts_resolved",
             "resolved",
             "reopened",
-            "alert_attached"
+            "alerts_attached"
         ]
     );
     d.stop().await;
@@ -477,5 +477,30 @@ async fn concurrent_posts_are_all_stored() {
     assert_eq!(total, 320);
     let (_, alerts) = d.get("/api/v1/alerts?limit=1000").await;
     assert_eq!(alerts["alerts"].as_array().unwrap().len(), 320);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_storm_writes_one_audit_entry_per_incident_and_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "").await;
+    let alerts = (0..25)
+        .map(|i| firing("Storm", &format!("host{i:02}")))
+        .collect();
+    assert_eq!(d.post_json(AM_PATH, &am_payload(alerts)).await.0, 200);
+    let inc = incident(&d, "INC-1").await;
+    assert_eq!(inc["alerts_total"], 25);
+    assert_eq!(inc["alerts"].as_array().unwrap().len(), 25);
+    let timeline = inc["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 2, "{timeline:?}");
+    let attached = &timeline[1];
+    assert_eq!(attached["action"], "alerts_attached");
+    assert_eq!(
+        (attached["from"].as_str(), attached["to"].as_str()),
+        (Some("0"), Some("25"))
+    );
+    let detail = attached["detail"].as_str().unwrap();
+    assert!(detail.starts_with("25 alert(s): Storm "), "{detail}");
+    assert!(detail.ends_with("(+15 more)"), "{detail}");
     d.stop().await;
 }

@@ -1,9 +1,12 @@
 //! Versioned record types: the on-disk form of every stored value.
 //!
-//! Each value is one version byte followed by the record's JSON. The in-memory types
+//! Each value is one version byte followed by the record in postcard (a compact binary
+//! serde format: about a third of the JSON size and several times faster, which matters
+//! on the ingest path). Timestamps are stored as nanoseconds. The in-memory types
 //! (`Incident`, `AlertRecord`, `AuditEntry`) may change freely; a change to what is
 //! stored adds a `…V2` here and a conversion from V1, so old data keeps loading.
-//! Leaf enums (statuses, levels) are shared: their stored spellings are fixed.
+//! Leaf enums (statuses, levels, sources) are shared, and postcard stores a variant by
+//! its position: their variants may only ever be appended, never reordered or removed.
 
 use jiff::Timestamp;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -16,16 +19,13 @@ const V1: u8 = 1;
 
 /// Encodes a V1 record.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.push(V1);
-    serde_json::to_writer(&mut out, record).expect("records serialize infallibly");
-    out
+    postcard::to_extend(record, vec![V1]).expect("records serialize infallibly")
 }
 
 /// Decodes a record, checking its version byte.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&V1, body)) => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        Some((&V1, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
     }
@@ -38,14 +38,51 @@ pub struct AlertRecordV1 {
     pub status: AlertStatus,
     pub labels: LabelSet,
     pub annotations: LabelSet,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub starts_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub ends_at: Option<Timestamp>,
     pub generator_url: Option<String>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub received_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub first_seen: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub last_seen: Timestamp,
     pub notifications: u64,
-    pub disposition: Disposition,
+    pub disposition: DispositionV1,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum DispositionV1 {
+    Attached(u64),
+    Dropped { rule: String, reason: String },
+    Unattached,
+}
+
+impl From<&Disposition> for DispositionV1 {
+    fn from(d: &Disposition) -> Self {
+        match d {
+            Disposition::Attached { incident } => DispositionV1::Attached(incident.0),
+            Disposition::Dropped { rule, reason } => DispositionV1::Dropped {
+                rule: rule.clone(),
+                reason: reason.clone(),
+            },
+            Disposition::Unattached => DispositionV1::Unattached,
+        }
+    }
+}
+
+impl From<DispositionV1> for Disposition {
+    fn from(d: DispositionV1) -> Self {
+        match d {
+            DispositionV1::Attached(id) => Disposition::Attached {
+                incident: IncidentId(id),
+            },
+            DispositionV1::Dropped { rule, reason } => Disposition::Dropped { rule, reason },
+            DispositionV1::Unattached => Disposition::Unattached,
+        }
+    }
 }
 
 impl From<&AlertRecord> for AlertRecordV1 {
@@ -64,7 +101,7 @@ impl From<&AlertRecord> for AlertRecordV1 {
             first_seen: r.first_seen,
             last_seen: r.last_seen,
             notifications: r.notifications,
-            disposition: r.disposition.clone(),
+            disposition: (&r.disposition).into(),
         }
     }
 }
@@ -86,14 +123,14 @@ impl From<AlertRecordV1> for AlertRecord {
             first_seen: r.first_seen,
             last_seen: r.last_seen,
             notifications: r.notifications,
-            disposition: r.disposition,
+            disposition: r.disposition.into(),
         }
     }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IncidentV1 {
-    pub id: IncidentId,
+    pub id: u64,
     pub key: String,
     pub title: String,
     pub service: Option<String>,
@@ -109,20 +146,28 @@ pub struct IncidentV1 {
     pub alerts_firing: u64,
     pub notifications: u64,
     pub reopened: u32,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub detected_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub opened_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub acknowledged_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub impact_start: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub impact_end: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub resolved_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub closed_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub updated_at: Timestamp,
 }
 
 impl From<&Incident> for IncidentV1 {
     fn from(i: &Incident) -> Self {
         IncidentV1 {
-            id: i.id,
+            id: i.id.0,
             key: i.key.clone(),
             title: i.title.clone(),
             service: i.service.clone(),
@@ -153,7 +198,7 @@ impl From<&Incident> for IncidentV1 {
 impl From<IncidentV1> for Incident {
     fn from(i: IncidentV1) -> Self {
         Incident {
-            id: i.id,
+            id: IncidentId(i.id),
             key: i.key,
             title: i.title,
             service: i.service,
@@ -184,6 +229,7 @@ impl From<IncidentV1> for Incident {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AuditEntryV1 {
     pub seq: u64,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub at: Timestamp,
     pub actor: String,
     pub record: String,
@@ -240,6 +286,71 @@ mod tests {
         assert!(decode::<AuditEntryV1>(&[]).is_err());
         let err = decode::<AuditEntryV1>(&[9, b'{', b'}']).unwrap_err();
         assert!(err.contains("version 9"), "{err}");
+    }
+
+    #[test]
+    fn alert_and_incident_records_round_trip() {
+        use crate::incidents::{IncidentSpec, ResolutionCode};
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let alert = Alert {
+            source: Source::Alertmanager,
+            fingerprint: "abc".into(),
+            status: AlertStatus::Resolved,
+            labels: [("alertname".to_string(), "X".to_string())].into(),
+            annotations: LabelSet::new(),
+            starts_at: t("2026-01-01T00:00:00.123456789Z"),
+            ends_at: Some(t("2026-01-01T01:00:00Z")),
+            generator_url: None,
+            received_at: t("2026-01-01T01:00:01Z"),
+        };
+        for disposition in [
+            Disposition::Attached {
+                incident: IncidentId(7),
+            },
+            Disposition::Dropped {
+                rule: "r".into(),
+                reason: "why".into(),
+            },
+            Disposition::Unattached,
+        ] {
+            let rec = AlertRecord {
+                alert: alert.clone(),
+                first_seen: t("2026-01-01T00:00:01Z"),
+                last_seen: t("2026-01-01T01:00:01Z"),
+                notifications: 3,
+                disposition,
+            };
+            let back: AlertRecord = decode::<AlertRecordV1>(&encode(&AlertRecordV1::from(&rec)))
+                .unwrap()
+                .into();
+            assert_eq!(back, rec);
+        }
+        let spec = IncidentSpec {
+            key: "k".into(),
+            title: "t".into(),
+            service: Some("s".into()),
+            ci: None,
+            impact: Level::High,
+            urgency: Level::Low,
+            major: true,
+        };
+        let (mut inc, _) = Incident::open(
+            IncidentId(42),
+            &spec,
+            "default",
+            t("2026-01-01T00:00:00Z"),
+            t("2026-01-01T00:00:02Z"),
+        );
+        inc.resolve(
+            ResolutionCode::Fixed,
+            "note".into(),
+            t("2026-01-01T00:30:00Z"),
+            t("2026-01-01T00:31:00Z"),
+        );
+        let back: Incident = decode::<IncidentV1>(&encode(&IncidentV1::from(&inc)))
+            .unwrap()
+            .into();
+        assert_eq!(back, inc);
     }
 
     #[test]
