@@ -37,8 +37,8 @@ impl Daemon {
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         // Rules first: a broken rule stops the start before anything is created.
         let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
-        let data_dir = settings.store.data_dir.clone();
-        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || store::open(&data_dir))
+        let store_settings = settings.store.clone();
+        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || store::open(&store_settings))
             .await
             .context("store open task failed")??;
         let counts = store.counts()?;

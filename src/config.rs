@@ -72,14 +72,23 @@ pub struct RawToken {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
-    /// Directory of the sled database.
+    /// Directory of the store (`sled/` and the write-ahead log `wal/` below it).
     pub data_dir: PathBuf,
+    /// Memory sled may use as its page cache, in MiB.
+    pub cache_capacity_mb: u64,
+    /// Seconds between checkpoints of the write-ahead log into sled.
+    pub checkpoint_interval_secs: u64,
+    /// Records changed since the last checkpoint that start the next one early.
+    pub checkpoint_max_records: usize,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             data_dir: PathBuf::from("data"),
+            cache_capacity_mb: 32,
+            checkpoint_interval_secs: 30,
+            checkpoint_max_records: 50_000,
         }
     }
 }
@@ -219,6 +228,9 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
     pub data_dir: PathBuf,
+    pub cache_capacity_bytes: u64,
+    pub checkpoint_interval_secs: u64,
+    pub checkpoint_max_records: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -437,9 +449,25 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         ));
     }
 
-    let data_dir = overrides.data_dir.clone().unwrap_or(raw.store.data_dir);
+    let data_dir = overrides.data_dir.clone().unwrap_or_else(|| raw.store.data_dir.clone());
     if data_dir.as_os_str().is_empty() {
         return Err(invalid("store.data_dir", "must not be empty"));
+    }
+    let st = &raw.store;
+    if !(1..=1024 * 1024).contains(&st.cache_capacity_mb) {
+        return Err(invalid("store.cache_capacity_mb", format!("expected 1 to 1048576, got {}", st.cache_capacity_mb)));
+    }
+    if !(1..=86_400).contains(&st.checkpoint_interval_secs) {
+        return Err(invalid(
+            "store.checkpoint_interval_secs",
+            format!("expected 1 to 86400, got {}", st.checkpoint_interval_secs),
+        ));
+    }
+    if !(100..=10_000_000).contains(&st.checkpoint_max_records) {
+        return Err(invalid(
+            "store.checkpoint_max_records",
+            format!("expected 100 to 10000000, got {}", st.checkpoint_max_records),
+        ));
     }
     if raw.rules.dir.as_os_str().is_empty() {
         return Err(invalid("rules.dir", "must not be empty"));
@@ -467,7 +495,12 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             max_body_bytes: max_body,
             tokens,
         },
-        store: StoreSettings { data_dir },
+        store: StoreSettings {
+            data_dir,
+            cache_capacity_bytes: raw.store.cache_capacity_mb * 1024 * 1024,
+            checkpoint_interval_secs: raw.store.checkpoint_interval_secs,
+            checkpoint_max_records: raw.store.checkpoint_max_records,
+        },
         rules: RulesSettings {
             dir: raw.rules.dir.clone(),
             limits: RuleLimits {

@@ -3,26 +3,27 @@
 //! Everything outside this module sees the [`Store`] trait only and never names sled,
 //! so a PostgreSQL implementation can sit behind the same trait later. A [`Batch`] is
 //! written atomically and durably by [`Store::commit`]: when it returns `Ok`, the data
-//! is on disk. Stored values are versioned record types (`records`), never the
+//! is on disk (in the write-ahead log, see `sled_store`). Stored values are versioned record types (`records`), never the
 //! in-memory types directly.
 
 mod records;
 mod sled_store;
+mod wal;
 
 pub use sled_store::SledStore;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
 use crate::alerts::{AlertRecord, AlertStatus};
 use crate::audit::{AuditEntry, Change};
+use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId, IncidentStatus};
 
-/// Opens the configured store (today always the embedded sled one in `data_dir`).
-pub fn open(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SledStore::open(data_dir)?))
+/// Opens the configured store (today always the embedded one in `data_dir`).
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SledStore::open(settings)?))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +123,7 @@ pub trait Store: Send + Sync + 'static {
     fn counts(&self) -> Result<Counts, StoreError>;
     /// Writes the batch atomically and returns once it is durable.
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
-    /// Makes every committed write durable (used at shutdown).
+    /// Moves everything committed to its final place (at shutdown, so that the next
+    /// start has nothing to replay). Committed data is durable without it.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -277,6 +277,18 @@ impl From<AuditEntryV1> for AuditEntry {
     }
 }
 
+/// One committed batch as the write-ahead log keeps it: every record it changed, the
+/// audit entries it appended and the incident counter after it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WalBatchV1 {
+    pub alerts: Vec<AlertRecordV1>,
+    pub incidents: Vec<IncidentV1>,
+    pub keys: Vec<(String, u64)>,
+    pub links: Vec<(u64, String)>,
+    pub audit: Vec<AuditEntryV1>,
+    pub next_incident: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,40 +1,68 @@
-//! The sled implementation of [`Store`]: the embedded default for one node.
+//! The embedded store for one node: a write-ahead log for durability, an in-memory
+//! overlay of what the log holds, and sled as the checkpointed home of every record.
 //!
-//! Trees: `alerts` (fingerprint → alert), `incidents` (id → incident), `incident_keys`
-//! (correlation key → latest incident id), `incident_alerts` (id ++ fingerprint),
-//! `audit` (seq → entry), `audit_index` (record ++ 0 ++ seq) and `meta` (counters, the
-//! audit chain's head, the schema version). A batch is one sled transaction over all of
-//! them followed by one flush, so a batch is all-or-nothing and durable on return.
+//! Why not write each batch into sled directly: a sled insert costs ~8–15 µs of CPU
+//! (measured here, see BENCHMARKS.md), so an alert storm would be bounded by sled at a
+//! few tens of thousands of writes per second. Instead a commit is one sequential,
+//! fsynced append to the log (`wal`), after which the batch is applied to the overlay;
+//! a checkpoint (in the background, on a timer or when the overlay grows) writes the
+//! overlay's latest version of each record into sled once, however often it changed,
+//! flushes sled, and deletes the log segments it covered. Reads look in the overlay
+//! first, then in sled. On open the log is replayed into the overlay.
+//!
+//! sled trees: `alerts` (fingerprint → alert), `incidents` (id → incident),
+//! `incident_keys` (correlation key → latest incident id), `incident_alerts`
+//! (id ++ fingerprint), `audit` (seq → entry), `audit_index` (record ++ 0 ++ seq) and
+//! `meta` (schema version, incident counter, audit chain head as of the last
+//! checkpoint). A checkpoint that dies half-way is repaired by replaying the log,
+//! whose segments are only deleted after sled is flushed.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+#[cfg(test)]
 use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::Tree;
 
-use super::records::{decode, encode, AlertRecordV1, AuditEntryV1, IncidentV1};
+use super::records::{decode, encode, AlertRecordV1, AuditEntryV1, IncidentV1, WalBatchV1};
+use super::wal::{Wal, WalError};
 use super::{Batch, Counts, StatusFilter, Store, StoreError};
 use crate::alerts::{AlertRecord, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
+use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 1;
+const SCHEMA_VERSION: u64 = 2;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const AUDIT_HEAD: &[u8] = b"audit_head";
-
-pub struct SledStore {
-    db: sled::Db,
-    alerts: Tree,
-    incidents: Tree,
-    keys: Tree,
-    incident_alerts: Tree,
-    audit: Tree,
-    audit_index: Tree,
-    meta: Tree,
-}
+/// A log segment this large starts a checkpoint early (bounds replay time when the
+/// same alerts repeat, which does not grow the overlay).
+const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Commits wait for a checkpoint when the overlay holds this many times the
+/// checkpoint threshold (bounded memory under any load).
+const HARD_LIMIT_FACTOR: usize = 4;
 
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
+}
+
+fn wal_err(e: WalError) -> StoreError {
+    match e {
+        WalError::Damaged { .. } => StoreError::Corrupt {
+            tree: "wal",
+            key: String::new(),
+            message: e.to_string(),
+        },
+        WalError::Io { .. } => StoreError::Io(e.to_string()),
+    }
+}
+
+fn lock_poisoned() -> StoreError {
+    StoreError::Io("a store thread panicked while holding a lock".into())
 }
 
 fn u64_of(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
@@ -53,22 +81,26 @@ fn decoded<V, T>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, Stor
 where
     V: serde::de::DeserializeOwned + Into<T>,
 {
-    decode::<V>(bytes)
-        .map(Into::into)
-        .map_err(|message| StoreError::Corrupt {
-            tree,
-            key: String::from_utf8_lossy(key).into_owned(),
-            message,
-        })
+    decode::<V>(bytes).map(Into::into).map_err(|message| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        message,
+    })
 }
 
-/// The audit chain's head: last sequence number and its hash.
-fn audit_head(bytes: Option<&[u8]>) -> Result<(u64, String), StoreError> {
-    match bytes {
-        None => Ok((0, GENESIS_HASH.to_string())),
-        Some(b) => {
-            let seq = u64_of("meta", AUDIT_HEAD, b)?;
-            Ok((seq, String::from_utf8_lossy(&b[8..]).into_owned()))
+/// Opens sled, waiting up to 5 s for the directory lock: sled releases it from a
+/// background thread after the previous owner (an exiting daemon, or a store dropped
+/// in this process) has gone.
+fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }
@@ -81,16 +113,154 @@ fn index_key(record: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+fn link_key(id: IncidentId, fingerprint: &str) -> Vec<u8> {
+    let mut k = id.0.to_be_bytes().to_vec();
+    k.extend_from_slice(fingerprint.as_bytes());
+    k
+}
+
+/// What one commit changed, in memory form: the unit of the log and of the overlay.
+struct Applied {
+    alerts: Vec<AlertRecord>,
+    incidents: Vec<Incident>,
+    keys: Vec<(String, IncidentId)>,
+    links: Vec<(IncidentId, String)>,
+    audit: Vec<AuditEntry>,
+    next_incident: u64,
+}
+
+impl Applied {
+    fn to_wal(&self) -> WalBatchV1 {
+        WalBatchV1 {
+            alerts: self.alerts.iter().map(AlertRecordV1::from).collect(),
+            incidents: self.incidents.iter().map(IncidentV1::from).collect(),
+            keys: self.keys.iter().map(|(k, id)| (k.clone(), id.0)).collect(),
+            links: self.links.iter().map(|(id, fp)| (id.0, fp.clone())).collect(),
+            audit: self.audit.iter().map(AuditEntryV1::from).collect(),
+            next_incident: self.next_incident,
+        }
+    }
+
+    fn from_wal(w: WalBatchV1) -> Applied {
+        Applied {
+            alerts: w.alerts.into_iter().map(Into::into).collect(),
+            incidents: w.incidents.into_iter().map(Into::into).collect(),
+            keys: w.keys.into_iter().map(|(k, id)| (k, IncidentId(id))).collect(),
+            links: w.links.into_iter().map(|(id, fp)| (IncidentId(id), fp)).collect(),
+            audit: w.audit.into_iter().map(Into::into).collect(),
+            next_incident: w.next_incident,
+        }
+    }
+}
+
+/// Records committed to the log and not yet checkpointed into sled: the newest
+/// version of each.
+#[derive(Default, Clone)]
+struct Overlay {
+    alerts: HashMap<String, AlertRecord>,
+    incidents: BTreeMap<IncidentId, Incident>,
+    keys: HashMap<String, IncidentId>,
+    links: BTreeSet<(IncidentId, String)>,
+    audit: BTreeMap<u64, AuditEntry>,
+}
+
+impl Overlay {
+    fn len(&self) -> usize {
+        self.alerts.len() + self.incidents.len() + self.keys.len() + self.links.len() + self.audit.len()
+    }
+
+    fn apply(&mut self, a: Applied) {
+        for r in a.alerts {
+            self.alerts.insert(r.alert.fingerprint.clone(), r);
+        }
+        for i in a.incidents {
+            self.incidents.insert(i.id, i);
+        }
+        self.keys.extend(a.keys);
+        self.links.extend(a.links);
+        for e in a.audit {
+            self.audit.insert(e.seq, e);
+        }
+    }
+
+    /// `newer` laid over `self`.
+    fn absorb(&mut self, newer: Overlay) {
+        self.alerts.extend(newer.alerts);
+        self.incidents.extend(newer.incidents);
+        self.keys.extend(newer.keys);
+        self.links.extend(newer.links);
+        self.audit.extend(newer.audit);
+    }
+}
+
+struct State {
+    live: Overlay,
+    /// What a running checkpoint is writing into sled; read after `live`.
+    frozen: Option<Arc<Overlay>>,
+    next_incident: u64,
+    audit_seq: u64,
+    audit_hash: String,
+}
+
+impl State {
+    /// Looks a value up in the live overlay, then in the frozen one.
+    fn find<T: Clone>(&self, get: impl Fn(&Overlay) -> Option<&T>) -> Option<T> {
+        get(&self.live)
+            .or_else(|| self.frozen.as_deref().and_then(&get))
+            .cloned()
+    }
+
+    fn overlays(&self) -> impl Iterator<Item = &Overlay> {
+        self.frozen.as_deref().into_iter().chain(std::iter::once(&self.live))
+    }
+}
+
+struct Trees {
+    alerts: Tree,
+    incidents: Tree,
+    keys: Tree,
+    incident_alerts: Tree,
+    audit: Tree,
+    audit_index: Tree,
+    meta: Tree,
+}
+
+struct Inner {
+    db: sled::Db,
+    t: Trees,
+    wal: Mutex<Wal>,
+    state: RwLock<State>,
+    /// Held for the whole of a checkpoint: one at a time.
+    checkpointing: Mutex<()>,
+    max_records: usize,
+    wake: SyncSender<Signal>,
+}
+
+/// What the checkpoint thread is told.
+enum Signal {
+    /// The overlay or the log grew past a threshold: checkpoint now.
+    Grown,
+    Stop,
+}
+
+pub struct SledStore {
+    inner: Arc<Inner>,
+    checkpointer: Option<JoinHandle<()>>,
+}
+
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. A directory that is not a triaged store, or
-    /// one written by a newer schema, is refused.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
+    /// Opens (or creates) the store in `settings.data_dir`: sled in `sled/`, the log in
+    /// `wal/`, replayed into the overlay. A directory written by a newer schema, or a
+    /// damaged log, is refused.
+    pub fn open(settings: &StoreSettings) -> Result<SledStore, StoreError> {
+        let dir = &settings.data_dir;
+        let config = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(settings.cache_capacity_bytes);
+        let db = open_sled(&config)
             .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
-        let store = SledStore {
+        let t = Trees {
             alerts: tree("alerts")?,
             incidents: tree("incidents")?,
             keys: tree("incident_keys")?,
@@ -98,102 +268,322 @@ impl SledStore {
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
             meta: tree("meta")?,
-            db,
         };
-        match store.meta.get(SCHEMA_KEY).map_err(io)? {
+        match t.meta.get(SCHEMA_KEY).map_err(io)? {
             None => {
-                store
-                    .meta
-                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(io)?;
-                store.db.flush().map_err(io)?;
+                t.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                db.flush().map_err(io)?;
             }
             Some(v) => {
                 let version = u64_of("meta", SCHEMA_KEY, &v)?;
-                if version > SCHEMA_VERSION {
+                if version != SCHEMA_VERSION {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
                         key: "schema_version".into(),
-                        message: format!(
-                            "store schema {version} is newer than this triaged understands ({SCHEMA_VERSION})"
-                        ),
+                        message: format!("store schema {version}, this triaged reads schema {SCHEMA_VERSION}"),
                     });
                 }
             }
         }
-        Ok(store)
+        let mut next_incident = match t.meta.get(NEXT_INCIDENT).map_err(io)? {
+            None => 1,
+            Some(v) => u64_of("meta", NEXT_INCIDENT, &v)?,
+        };
+        let (mut audit_seq, mut audit_hash) = match t.meta.get(AUDIT_HEAD).map_err(io)? {
+            None => (0, GENESIS_HASH.to_string()),
+            Some(b) => (
+                u64_of("meta", AUDIT_HEAD, &b)?,
+                String::from_utf8_lossy(&b[8..]).into_owned(),
+            ),
+        };
+
+        let (wal, records) = Wal::open(&dir.join("wal")).map_err(wal_err)?;
+        let mut live = Overlay::default();
+        let replayed = records.len();
+        for (i, bytes) in records.into_iter().enumerate() {
+            let batch = decode::<WalBatchV1>(&bytes).map_err(|message| StoreError::Corrupt {
+                tree: "wal",
+                key: format!("record {i}"),
+                message,
+            })?;
+            let applied = Applied::from_wal(batch);
+            next_incident = next_incident.max(applied.next_incident);
+            if let Some(last) = applied.audit.last() {
+                if last.seq > audit_seq {
+                    audit_seq = last.seq;
+                    audit_hash = last.hash.clone();
+                }
+            }
+            live.apply(applied);
+        }
+        if replayed > 0 {
+            tracing::info!(batches = replayed, records = live.len(), "replayed the write-ahead log");
+        }
+
+        let (wake, woken) = mpsc::sync_channel(1);
+        let inner = Arc::new(Inner {
+            db,
+            t,
+            wal: Mutex::new(wal),
+            state: RwLock::new(State {
+                live,
+                frozen: None,
+                next_incident,
+                audit_seq,
+                audit_hash,
+            }),
+            checkpointing: Mutex::new(()),
+            max_records: settings.checkpoint_max_records,
+            wake,
+        });
+        let worker = inner.clone();
+        let interval = Duration::from_secs(settings.checkpoint_interval_secs);
+        let checkpointer = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || worker.checkpoint_loop(woken, interval))
+            .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(SledStore {
+            inner,
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// Writes everything the log holds into sled now (also done in the background).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.inner.checkpoint()
     }
 }
 
-impl Store for SledStore {
-    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
-        self.alerts
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let _ = self.inner.wake.send(Signal::Stop);
+        if let Some(h) = self.checkpointer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Inner {
+    fn state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StoreError> {
+        self.state.read().map_err(|_| lock_poisoned())
+    }
+
+    fn checkpoint_loop(&self, signals: mpsc::Receiver<Signal>, interval: Duration) {
+        loop {
+            match signals.recv_timeout(interval) {
+                Ok(Signal::Grown) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the data, will retry");
+            }
+        }
+    }
+
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
+        let (frozen, kept, next_incident, audit_seq, audit_hash) = {
+            let mut wal = self.wal.lock().map_err(|_| lock_poisoned())?;
+            let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+            if st.live.len() == 0 {
+                // Everything older segments held is in sled already.
+                let current = wal.rotate().map_err(wal_err)?;
+                drop(st);
+                return wal.remove_before(current).map_err(wal_err);
+            }
+            let kept = wal.rotate().map_err(wal_err)?;
+            let frozen = Arc::new(std::mem::take(&mut st.live));
+            st.frozen = Some(frozen.clone());
+            (frozen, kept, st.next_incident, st.audit_seq, st.audit_hash.clone())
+        };
+        let written = self.write_to_sled(&frozen, next_incident, audit_seq, &audit_hash);
+        let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+        let frozen = st.frozen.take().expect("the frozen overlay stays until the checkpoint ends");
+        if let Err(e) = written {
+            // Keep serving what the log holds: lay the live overlay over the frozen one.
+            let mut back = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
+            back.absorb(std::mem::take(&mut st.live));
+            st.live = back;
+            return Err(e);
+        }
+        drop(st);
+        self.wal
+            .lock()
+            .map_err(|_| lock_poisoned())?
+            .remove_before(kept)
+            .map_err(wal_err)
+    }
+
+    fn write_to_sled(&self, o: &Overlay, next_incident: u64, audit_seq: u64, audit_hash: &str) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (fp, r) in &o.alerts {
+            b.insert(fp.as_bytes(), encode(&AlertRecordV1::from(r)));
+        }
+        self.t.alerts.apply_batch(b).map_err(io)?;
+        let mut b = sled::Batch::default();
+        for (id, i) in &o.incidents {
+            b.insert(&id.0.to_be_bytes(), encode(&IncidentV1::from(i)));
+        }
+        self.t.incidents.apply_batch(b).map_err(io)?;
+        let mut b = sled::Batch::default();
+        for (key, id) in &o.keys {
+            b.insert(key.as_bytes(), &id.0.to_be_bytes());
+        }
+        self.t.keys.apply_batch(b).map_err(io)?;
+        let mut b = sled::Batch::default();
+        for (id, fp) in &o.links {
+            b.insert(link_key(*id, fp), &[]);
+        }
+        self.t.incident_alerts.apply_batch(b).map_err(io)?;
+        let (mut entries, mut index) = (sled::Batch::default(), sled::Batch::default());
+        for (seq, e) in &o.audit {
+            entries.insert(&seq.to_be_bytes(), encode(&AuditEntryV1::from(e)));
+            index.insert(index_key(&e.change.record, *seq), &[]);
+        }
+        self.t.audit.apply_batch(entries).map_err(io)?;
+        self.t.audit_index.apply_batch(index).map_err(io)?;
+        let mut head = audit_seq.to_be_bytes().to_vec();
+        head.extend_from_slice(audit_hash.as_bytes());
+        let mut b = sled::Batch::default();
+        b.insert(NEXT_INCIDENT, &next_incident.to_be_bytes());
+        b.insert(AUDIT_HEAD, head);
+        self.t.meta.apply_batch(b).map_err(io)?;
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+
+    fn sled_alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
+        self.t
+            .alerts
             .get(fingerprint)
             .map_err(io)?
             .map(|v| decoded::<AlertRecordV1, _>("alerts", fingerprint.as_bytes(), &v))
             .transpose()
     }
 
-    fn list_alerts(
-        &self,
-        status: Option<AlertStatus>,
-        limit: usize,
-    ) -> Result<Vec<AlertRecord>, StoreError> {
+    fn sled_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        let key = id.0.to_be_bytes();
+        self.t
+            .incidents
+            .get(key)
+            .map_err(io)?
+            .map(|v| decoded::<IncidentV1, _>("incidents", &key, &v))
+            .transpose()
+    }
+}
+
+impl Store for SledStore {
+    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
+        if let Some(r) = self.inner.state()?.find(|o| o.alerts.get(fingerprint)) {
+            return Ok(Some(r));
+        }
+        self.inner.sled_alert(fingerprint)
+    }
+
+    fn list_alerts(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut overlay: BTreeMap<String, AlertRecord> = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(o.alerts.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let mut from_sled = self.inner.t.alerts.iter().peekable();
+        let mut from_overlay = overlay.into_iter().peekable();
         let mut out = Vec::new();
-        for kv in self.alerts.iter() {
-            let (k, v) = kv.map_err(io)?;
-            let rec: AlertRecord = decoded::<AlertRecordV1, _>("alerts", &k, &v)?;
+        while out.len() < limit {
+            let sled_key = match from_sled.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => return Err(io(from_sled.next().expect("peeked").unwrap_err())),
+                None => None,
+            };
+            let overlay_key = from_overlay.peek().map(|(k, _)| k.as_bytes().to_vec());
+            let rec = match (sled_key, overlay_key) {
+                (None, None) => break,
+                (Some(s), Some(o)) if o <= s => {
+                    if o == s {
+                        from_sled.next();
+                    }
+                    from_overlay.next().expect("peeked").1
+                }
+                (None, Some(_)) => from_overlay.next().expect("peeked").1,
+                (Some(_), _) => {
+                    let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
+                    decoded::<AlertRecordV1, _>("alerts", &k, &v)?
+                }
+            };
             if status.is_none_or(|s| s == rec.alert.status) {
                 out.push(rec);
-                if out.len() >= limit {
-                    break;
-                }
             }
         }
         Ok(out)
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        let key = id.0.to_be_bytes();
-        self.incidents
-            .get(key)
-            .map_err(io)?
-            .map(|v| decoded::<IncidentV1, _>("incidents", &key, &v))
-            .transpose()
+        if let Some(i) = self.inner.state()?.find(|o| o.incidents.get(&id)) {
+            return Ok(Some(i));
+        }
+        self.inner.sled_incident(id)
     }
 
     fn incident_for_key(&self, key: &str) -> Result<Option<Incident>, StoreError> {
-        match self.keys.get(key).map_err(io)? {
-            None => Ok(None),
-            Some(id) => self.incident(IncidentId(u64_of("incident_keys", key.as_bytes(), &id)?)),
-        }
+        let id = match self.inner.state()?.find(|o| o.keys.get(key)) {
+            Some(id) => id,
+            None => match self.inner.t.keys.get(key).map_err(io)? {
+                None => return Ok(None),
+                Some(v) => IncidentId(u64_of("incident_keys", key.as_bytes(), &v)?),
+            },
+        };
+        self.incident(id)
     }
 
-    fn list_incidents(
-        &self,
-        filter: StatusFilter,
-        limit: usize,
-    ) -> Result<Vec<Incident>, StoreError> {
+    fn list_incidents(&self, filter: StatusFilter, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        let mut overlay: BTreeMap<IncidentId, Incident> = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(o.incidents.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        let mut from_sled = self.inner.t.incidents.iter().rev().peekable();
+        let mut from_overlay = overlay.into_iter().rev().peekable();
         let mut out = Vec::new();
-        for kv in self.incidents.iter().rev() {
-            let (k, v) = kv.map_err(io)?;
-            let inc: Incident = decoded::<IncidentV1, _>("incidents", &k, &v)?;
+        while out.len() < limit {
+            let sled_id = match from_sled.peek() {
+                Some(Ok((k, _))) => Some(u64_of("incidents", k, k)?),
+                Some(Err(_)) => return Err(io(from_sled.next().expect("peeked").unwrap_err())),
+                None => None,
+            };
+            let overlay_id = from_overlay.peek().map(|(id, _)| id.0);
+            let inc = match (sled_id, overlay_id) {
+                (None, None) => break,
+                (Some(s), Some(o)) if o >= s => {
+                    if o == s {
+                        from_sled.next();
+                    }
+                    from_overlay.next().expect("peeked").1
+                }
+                (None, Some(_)) => from_overlay.next().expect("peeked").1,
+                (Some(_), _) => {
+                    let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
+                    decoded::<IncidentV1, _>("incidents", &k, &v)?
+                }
+            };
             if filter.matches(inc.status) {
                 out.push(inc);
-                if out.len() >= limit {
-                    break;
-                }
             }
         }
         Ok(out)
     }
 
     fn incident_alerts(&self, id: IncidentId) -> Result<Vec<AlertRecord>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.incident_alerts.scan_prefix(id.0.to_be_bytes()) {
+        let mut fingerprints = BTreeSet::new();
+        for kv in self.inner.t.incident_alerts.scan_prefix(id.0.to_be_bytes()) {
             let (k, _) = kv.map_err(io)?;
-            let fingerprint = String::from_utf8_lossy(&k[8..]).into_owned();
-            if let Some(rec) = self.alert(&fingerprint)? {
+            fingerprints.insert(String::from_utf8_lossy(&k[8..]).into_owned());
+        }
+        for o in self.inner.state()?.overlays() {
+            let from = (id, String::new());
+            let to = (IncidentId(id.0 + 1), String::new());
+            fingerprints.extend(o.links.range(from..to).map(|(_, fp)| fp.clone()));
+        }
+        let mut out = Vec::with_capacity(fingerprints.len());
+        for fp in fingerprints {
+            if let Some(rec) = self.alert(&fp)? {
                 out.push(rec);
             }
         }
@@ -203,36 +593,35 @@ impl Store for SledStore {
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let mut prefix = record.as_bytes().to_vec();
         prefix.push(0);
-        let mut out = Vec::new();
-        for kv in self.audit_index.scan_prefix(&prefix) {
+        let mut entries = BTreeMap::new();
+        for kv in self.inner.t.audit_index.scan_prefix(&prefix) {
             let (k, _) = kv.map_err(io)?;
             let seq = &k[prefix.len()..];
-            let v = self
-                .audit
-                .get(seq)
-                .map_err(io)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    tree: "audit",
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    message: "indexed entry is missing".into(),
-                })?;
-            out.push(decoded::<AuditEntryV1, _>("audit", seq, &v)?);
+            let v = self.inner.t.audit.get(seq).map_err(io)?.ok_or_else(|| StoreError::Corrupt {
+                tree: "audit",
+                key: String::from_utf8_lossy(&k).into_owned(),
+                message: "indexed entry is missing".into(),
+            })?;
+            let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", seq, &v)?;
+            entries.insert(e.seq, e);
         }
-        Ok(out)
+        for o in self.inner.state()?.overlays() {
+            for e in o.audit.values().filter(|e| e.change.record == record) {
+                entries.insert(e.seq, e.clone());
+            }
+        }
+        Ok(entries.into_values().collect())
     }
 
     fn next_incident_number(&self) -> Result<u64, StoreError> {
-        match self.meta.get(NEXT_INCIDENT).map_err(io)? {
-            None => Ok(1),
-            Some(v) => u64_of("meta", NEXT_INCIDENT, &v),
-        }
+        Ok(self.inner.state()?.next_incident)
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
-        let head = self.meta.get(AUDIT_HEAD).map_err(io)?;
+        let st = self.inner.state()?;
         Ok(Counts {
-            incidents: self.next_incident_number()? - 1,
-            audit_entries: audit_head(head.as_deref())?.0,
+            incidents: st.next_incident - 1,
+            audit_entries: st.audit_seq,
         })
     }
 
@@ -240,90 +629,235 @@ impl Store for SledStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // Encode outside the transaction: its closure may run more than once.
-        let alerts: Vec<(String, Vec<u8>)> = batch
-            .alerts
-            .iter()
-            .map(|a| (a.alert.fingerprint.clone(), encode(&AlertRecordV1::from(a))))
-            .collect();
-        let incidents: Vec<([u8; 8], Vec<u8>)> = batch
-            .incidents
-            .iter()
-            .map(|i| (i.id.0.to_be_bytes(), encode(&IncidentV1::from(i))))
-            .collect();
-        let attachments: Vec<Vec<u8>> = batch
-            .attachments
-            .iter()
-            .map(|(id, fp)| {
-                let mut k = id.0.to_be_bytes().to_vec();
-                k.extend_from_slice(fp.as_bytes());
-                k
-            })
-            .collect();
-
-        let trees = (
-            &self.alerts,
-            &self.incidents,
-            &self.keys,
-            &self.incident_alerts,
-            &self.audit,
-            &self.audit_index,
-            &self.meta,
-        );
-        let result = trees.transaction(
-            |(t_alerts, t_incidents, t_keys, t_links, t_audit, t_index, t_meta)| {
-                if let Some((expected, next)) = batch.incident_counter {
-                    let current = match t_meta.get(NEXT_INCIDENT)? {
-                        None => 1,
-                        Some(v) => u64_of("meta", NEXT_INCIDENT, &v)
-                            .map_err(ConflictableTransactionError::Abort)?,
-                    };
-                    if current != expected {
-                        return Err(ConflictableTransactionError::Abort(StoreError::Conflict(
-                            format!("incident counter is {current}, the batch expected {expected}"),
-                        )));
-                    }
-                    t_meta.insert(NEXT_INCIDENT, &next.to_be_bytes())?;
-                }
-                for (fp, bytes) in &alerts {
-                    t_alerts.insert(fp.as_bytes(), bytes.as_slice())?;
-                }
-                for (id, bytes) in &incidents {
-                    t_incidents.insert(id, bytes.as_slice())?;
-                }
-                for (key, id) in &batch.keys {
-                    t_keys.insert(key.as_bytes(), &id.0.to_be_bytes())?;
-                }
-                for k in &attachments {
-                    t_links.insert(k.as_slice(), &[])?;
-                }
-                if !batch.audit.is_empty() {
-                    let head = t_meta.get(AUDIT_HEAD)?;
-                    let (mut seq, mut hash) =
-                        audit_head(head.as_deref()).map_err(ConflictableTransactionError::Abort)?;
-                    for (at, actor, change) in &batch.audit {
-                        seq += 1;
-                        let entry = AuditEntry::chain(seq, *at, actor, change.clone(), &hash);
-                        t_audit.insert(&seq.to_be_bytes(), encode(&AuditEntryV1::from(&entry)))?;
-                        t_index.insert(index_key(&change.record, seq), &[])?;
-                        hash = entry.hash;
-                    }
-                    let mut head = seq.to_be_bytes().to_vec();
-                    head.extend_from_slice(hash.as_bytes());
-                    t_meta.insert(AUDIT_HEAD, head)?;
-                }
-                Ok(())
-            },
-        );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(io(e)),
+        let inner = &*self.inner;
+        if inner.state()?.live.len() >= inner.max_records * HARD_LIMIT_FACTOR {
+            // The background checkpoint is behind: do one here (backpressure).
+            inner.checkpoint()?;
         }
-        self.flush()
+        let mut wal = inner.wal.lock().map_err(|_| lock_poisoned())?;
+        let (current, mut seq, mut hash) = {
+            let st = inner.state()?;
+            (st.next_incident, st.audit_seq, st.audit_hash.clone())
+        };
+        let next_incident = match batch.incident_counter {
+            Some((expected, next)) if expected == current => next,
+            Some((expected, _)) => {
+                return Err(StoreError::Conflict(format!(
+                    "incident counter is {current}, the batch expected {expected}"
+                )))
+            }
+            None => current,
+        };
+        let mut audit = Vec::with_capacity(batch.audit.len());
+        for (at, actor, change) in batch.audit {
+            seq += 1;
+            let entry = AuditEntry::chain(seq, at, &actor, change, &hash);
+            hash.clone_from(&entry.hash);
+            audit.push(entry);
+        }
+        let applied = Applied {
+            alerts: batch.alerts,
+            incidents: batch.incidents,
+            keys: batch.keys,
+            links: batch.attachments,
+            audit,
+            next_incident,
+        };
+        wal.append(&encode(&applied.to_wal())).map_err(wal_err)?;
+        let size = {
+            let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
+            st.live.apply(applied);
+            st.next_incident = next_incident;
+            st.audit_seq = seq;
+            st.audit_hash = hash;
+            st.live.len()
+        };
+        let segment_bytes = wal.segment_bytes();
+        drop(wal);
+        if size >= inner.max_records || segment_bytes >= MAX_SEGMENT_BYTES {
+            let _ = inner.wake.try_send(Signal::Grown);
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(io)
+        self.inner.checkpoint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{Alert, Disposition, Source};
+    use crate::audit::Change;
+    use crate::incidents::{IncidentSpec, IncidentStatus, Level, ResolutionCode};
+    use jiff::Timestamp;
+
+    fn settings(dir: &Path) -> StoreSettings {
+        StoreSettings {
+            data_dir: dir.to_path_buf(),
+            cache_capacity_bytes: 8 << 20,
+            checkpoint_interval_secs: 3600,
+            checkpoint_max_records: 100_000,
+        }
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn alert(fp: &str, incident: u64) -> AlertRecord {
+        AlertRecord {
+            alert: Alert {
+                source: Source::Alertmanager,
+                fingerprint: fp.into(),
+                status: AlertStatus::Firing,
+                labels: [("alertname".to_string(), "A".to_string())].into(),
+                annotations: Default::default(),
+                starts_at: t(0),
+                ends_at: None,
+                generator_url: None,
+                received_at: t(0),
+            },
+            first_seen: t(0),
+            last_seen: t(0),
+            notifications: 1,
+            disposition: Disposition::Attached {
+                incident: IncidentId(incident),
+            },
+        }
+    }
+
+    fn incident(id: u64) -> Incident {
+        let spec = IncidentSpec {
+            key: format!("key{id}"),
+            title: "t".into(),
+            service: None,
+            ci: None,
+            impact: Level::Low,
+            urgency: Level::Low,
+            major: false,
+        };
+        Incident::open(IncidentId(id), &spec, "default", t(0), t(0)).0
+    }
+
+    /// A batch opening incidents `ids` (each with one alert `f<id>`).
+    fn opening(ids: std::ops::Range<u64>) -> Batch {
+        let mut b = Batch {
+            incident_counter: Some((ids.start, ids.end)),
+            ..Batch::default()
+        };
+        for id in ids {
+            b.alerts.push(alert(&format!("f{id:03}"), id));
+            b.incidents.push(incident(id));
+            b.keys.push((format!("key{id}"), IncidentId(id)));
+            b.attachments.push((IncidentId(id), format!("f{id:03}")));
+            b.audit.push((t(0), "system".into(), Change::new(IncidentId(id).to_string(), "opened")));
+        }
+        b
+    }
+
+    fn ids(list: Vec<Incident>) -> Vec<u64> {
+        list.into_iter().map(|i| i.id.0).collect()
+    }
+
+    #[test]
+    fn reads_merge_the_log_overlay_with_checkpointed_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        store.commit(opening(1..4)).unwrap();
+        store.checkpoint().unwrap();
+        assert_eq!(store.inner.state().unwrap().live.len(), 0);
+
+        // INC-2 resolves after the checkpoint; INC-4 and INC-5 open.
+        let mut two = incident(2);
+        let change = two.resolve(ResolutionCode::Fixed, "n".into(), t(5), t(5));
+        let mut b = opening(4..6);
+        b.incidents.push(two);
+        b.audit.push((t(5), "system".into(), change));
+        b.alerts.push(alert("f000", 1));
+        store.commit(b).unwrap();
+
+        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 100).unwrap()), vec![5, 4, 3, 2, 1]);
+        assert_eq!(ids(store.list_incidents(StatusFilter::Open, 100).unwrap()), vec![5, 4, 3, 1]);
+        assert_eq!(
+            ids(store.list_incidents(StatusFilter::Is(IncidentStatus::Resolved), 100).unwrap()),
+            vec![2]
+        );
+        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 2).unwrap()), vec![5, 4]);
+        assert_eq!(store.incident(IncidentId(2)).unwrap().unwrap().status, IncidentStatus::Resolved);
+        assert_eq!(store.incident_for_key("key5").unwrap().unwrap().id, IncidentId(5));
+        assert_eq!(store.incident_for_key("key1").unwrap().unwrap().id, IncidentId(1));
+
+        let fps: Vec<String> = store
+            .list_alerts(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alert.fingerprint)
+            .collect();
+        assert_eq!(fps, ["f000", "f001", "f002", "f003", "f004", "f005"]);
+        assert_eq!(store.list_alerts(None, 3).unwrap().len(), 3);
+
+        let timeline = store.timeline("INC-2").unwrap();
+        let actions: Vec<&str> = timeline.iter().map(|e| e.change.action.as_str()).collect();
+        assert_eq!(actions, ["opened", "resolved"]);
+        assert_eq!(timeline[1].prev_hash, store.timeline("INC-5").unwrap()[0].hash);
+        assert_eq!(store.incident_alerts(IncidentId(4)).unwrap()[0].alert.fingerprint, "f004");
+        assert_eq!(store.next_incident_number().unwrap(), 6);
+    }
+
+    #[test]
+    fn a_crash_before_any_checkpoint_is_replayed_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(&settings(dir.path())).unwrap();
+            store.commit(opening(1..3)).unwrap();
+            store.checkpoint().unwrap();
+            store.commit(opening(3..5)).unwrap();
+            // Dropped without a checkpoint, as after kill -9.
+        }
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 100).unwrap()), vec![4, 3, 2, 1]);
+        assert_eq!(store.next_incident_number().unwrap(), 5);
+        assert_eq!(store.counts().unwrap().audit_entries, 4);
+        let err = store.commit(opening(3..4)).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        store.commit(opening(5..6)).unwrap();
+        let chain: Vec<AuditEntry> = (1..=5)
+            .flat_map(|i| store.timeline(&format!("INC-{i}")).unwrap())
+            .collect();
+        assert!(chain.iter().all(AuditEntry::is_intact));
+        assert!(chain.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
+        store.checkpoint().unwrap();
+        let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+        assert_eq!(wal_files, 1, "checkpointed segments are deleted");
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_overlay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.checkpoint_max_records = 100;
+        let store = SledStore::open(&s).unwrap();
+        // Far past the hard limit: commits checkpoint themselves when the background
+        // thread is behind.
+        for n in 0..20u64 {
+            store.commit(opening(1 + n * 50..1 + (n + 1) * 50)).unwrap();
+            assert!(store.inner.state().unwrap().live.len() < 100 * HARD_LIMIT_FACTOR + 250);
+        }
+        assert_eq!(store.list_incidents(StatusFilter::Any, 2000).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(&settings(dir.path())).unwrap());
+        {
+            let db = open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
+            db.open_tree("meta").unwrap().insert(SCHEMA_KEY, &99u64.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(&settings(dir.path())).err().expect("refused");
+        assert!(err.to_string().contains("schema 99"), "{err}");
     }
 }
