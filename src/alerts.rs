@@ -89,12 +89,15 @@ pub enum Disposition {
     Unattached,
 }
 
-/// An alert as the store keeps it: once per fingerprint, updated in place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertRecord {
-    /// The latest notification's content.
-    #[serde(flatten)]
-    pub alert: Alert,
+/// The hot part of a stored alert: what correlation reads and writes for every
+/// notification. It is small, so that every active alert's state fits in memory; the
+/// alert's content (labels, annotations) is stored separately and only rewritten when
+/// the alert changes status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertState {
+    pub status: AlertStatus,
+    /// Start of the occurrence the status belongs to.
+    pub starts_at: Timestamp,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
     /// Every notification received for it, repeats included.
@@ -102,11 +105,37 @@ pub struct AlertRecord {
     pub disposition: Disposition,
 }
 
-impl AlertRecord {
+impl AlertState {
     pub fn incident(&self) -> Option<crate::incidents::IncidentId> {
         match self.disposition {
             Disposition::Attached { incident } => Some(incident),
             _ => None,
+        }
+    }
+}
+
+/// An alert as the API shows it: its stored content with its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// The content of the notification that last changed its status.
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub notifications: u64,
+    pub disposition: Disposition,
+}
+
+impl AlertRecord {
+    pub fn from_parts(mut alert: Alert, state: AlertState) -> Self {
+        alert.status = state.status;
+        alert.starts_at = state.starts_at;
+        AlertRecord {
+            alert,
+            first_seen: state.first_seen,
+            last_seen: state.last_seen,
+            notifications: state.notifications,
+            disposition: state.disposition,
         }
     }
 }

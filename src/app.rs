@@ -38,9 +38,10 @@ impl Daemon {
         // Rules first: a broken rule stops the start before anything is created.
         let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
         let store_settings = settings.store.clone();
-        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || store::open(&store_settings))
-            .await
-            .context("store open task failed")??;
+        let store: Arc<dyn Store> =
+            tokio::task::spawn_blocking(move || store::open(&store_settings))
+                .await
+                .context("store open task failed")??;
         let counts = store.counts()?;
         tracing::info!(
             data_dir = %settings.store.data_dir.display(),

@@ -449,13 +449,19 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         ));
     }
 
-    let data_dir = overrides.data_dir.clone().unwrap_or_else(|| raw.store.data_dir.clone());
+    let data_dir = overrides
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| raw.store.data_dir.clone());
     if data_dir.as_os_str().is_empty() {
         return Err(invalid("store.data_dir", "must not be empty"));
     }
     let st = &raw.store;
     if !(1..=1024 * 1024).contains(&st.cache_capacity_mb) {
-        return Err(invalid("store.cache_capacity_mb", format!("expected 1 to 1048576, got {}", st.cache_capacity_mb)));
+        return Err(invalid(
+            "store.cache_capacity_mb",
+            format!("expected 1 to 1048576, got {}", st.cache_capacity_mb),
+        ));
     }
     if !(1..=86_400).contains(&st.checkpoint_interval_secs) {
         return Err(invalid(
@@ -466,7 +472,10 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
     if !(100..=10_000_000).contains(&st.checkpoint_max_records) {
         return Err(invalid(
             "store.checkpoint_max_records",
-            format!("expected 100 to 10000000, got {}", st.checkpoint_max_records),
+            format!(
+                "expected 100 to 10000000, got {}",
+                st.checkpoint_max_records
+            ),
         ));
     }
     if raw.rules.dir.as_os_str().is_empty() {

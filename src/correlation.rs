@@ -15,7 +15,7 @@ use std::time::Instant;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::alerts::{Alert, AlertRecord, AlertStatus, Disposition};
+use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
 use crate::rules::{Outcome, Rules};
@@ -151,26 +151,24 @@ impl Correlator {
         now: Timestamp,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let prev = p.alert(&alert.fingerprint)?;
+        let prev = p.state(&alert.fingerprint)?;
         match prev {
-            Some(mut rec) if is_repeat(&rec, alert) => {
-                rec.last_seen = now;
-                rec.notifications += 1;
-                if let Some(id) = rec.incident() {
-                    let mut inc = p.incident(id)?;
-                    inc.repeat(now);
-                    p.put_incident(inc);
+            Some(mut st) if is_repeat(&st, alert) => {
+                st.last_seen = now;
+                st.notifications += 1;
+                if let Some(id) = st.incident() {
+                    p.incident_mut(id)?.repeat(now);
                 }
-                p.put_alert(rec);
+                p.put_state(&alert.fingerprint, st);
             }
-            Some(mut rec) if alert.status == AlertStatus::Resolved => {
+            Some(mut st) if alert.status == AlertStatus::Resolved => {
                 // Firing → resolved.
-                rec.alert = alert.clone();
-                rec.last_seen = now;
-                rec.notifications += 1;
-                if let Some(id) = rec.incident() {
-                    let mut inc = p.incident(id)?;
+                st.status = AlertStatus::Resolved;
+                st.last_seen = now;
+                st.notifications += 1;
+                if let Some(id) = st.incident() {
                     let ended = alert.ends_at.unwrap_or(now);
+                    let inc = p.incident_mut(id)?;
                     let changes = inc.alert_resolved(
                         &alert.fingerprint,
                         alert.name(),
@@ -184,18 +182,21 @@ impl Correlator {
                     for c in changes {
                         p.audit(now, "system", c);
                     }
-                    p.put_incident(inc);
                 }
-                p.put_alert(rec);
+                p.put_state(&alert.fingerprint, st);
+                p.put_content(alert);
             }
             None if alert.status == AlertStatus::Resolved => {
-                p.put_alert(AlertRecord {
-                    alert: alert.clone(),
+                let st = AlertState {
+                    status: AlertStatus::Resolved,
+                    starts_at: alert.starts_at,
                     first_seen: now,
                     last_seen: now,
                     notifications: 1,
                     disposition: Disposition::Unattached,
-                });
+                };
+                p.put_state(&alert.fingerprint, st);
+                p.put_content(alert);
             }
             prev => {
                 // First firing, or firing again after it resolved: the rules decide.
@@ -209,7 +210,7 @@ impl Correlator {
                         alert = alert.name(), "rule failed; using the next rule or the default");
                 }
                 let (first_seen, notifications, previous_incident) = match &prev {
-                    Some(r) => (r.first_seen, r.notifications + 1, r.incident()),
+                    Some(st) => (st.first_seen, st.notifications + 1, st.incident()),
                     None => (now, 1, None),
                 };
                 let disposition = match verdict.outcome {
@@ -224,13 +225,13 @@ impl Correlator {
                     Outcome::Incident(spec) => {
                         let actor = format!("rule:{}", verdict.rule);
                         let latest = p.incident_for_key(&spec.key)?;
-                        let mut inc = match incidents::place(latest.as_ref(), now, &self.policy) {
-                            Placement::Attach(_) => latest.expect("placed on the latest incident"),
-                            Placement::Reopen(_) => {
-                                let mut inc = latest.expect("placed on the latest incident");
-                                p.audit(now, &actor, inc.reopen(now));
+                        let id = match incidents::place(latest.as_ref(), now, &self.policy) {
+                            Placement::Attach(id) => id,
+                            Placement::Reopen(id) => {
+                                let change = p.incident_mut(id)?.reopen(now);
+                                p.audit(now, &actor, change);
                                 tally.reopened += 1;
-                                inc
+                                id
                             }
                             Placement::Open => {
                                 let id = p.allocate();
@@ -238,31 +239,35 @@ impl Correlator {
                                     Incident::open(id, &spec, &verdict.rule, alert.starts_at, now);
                                 p.audit(now, &actor, change);
                                 p.keys.insert(spec.key.clone(), id);
+                                p.incidents.insert(id, inc);
                                 tally.opened += 1;
-                                inc
+                                id
                             }
                         };
-                        let known = previous_incident == Some(inc.id);
+                        let known = previous_incident == Some(id);
                         if !known {
-                            p.attachments.push((inc.id, alert.fingerprint.clone()));
+                            p.attachments.push((id, alert.fingerprint.clone()));
                         }
-                        p.audit(
+                        let change = p.incident_mut(id)?.attach_firing(
+                            &alert.fingerprint,
+                            alert.name(),
+                            known,
                             now,
-                            &actor,
-                            inc.attach_firing(&alert.fingerprint, alert.name(), known, now),
                         );
-                        let id = inc.id;
-                        p.put_incident(inc);
+                        p.audit(now, &actor, change);
                         Disposition::Attached { incident: id }
                     }
                 };
-                p.put_alert(AlertRecord {
-                    alert: alert.clone(),
+                let st = AlertState {
+                    status: AlertStatus::Firing,
+                    starts_at: alert.starts_at,
                     first_seen,
                     last_seen: now,
                     notifications,
                     disposition,
-                });
+                };
+                p.put_state(&alert.fingerprint, st);
+                p.put_content(alert);
             }
         }
         Ok(())
@@ -272,8 +277,7 @@ impl Correlator {
 /// A notification that changes no state: same status as stored, or a stale one from a
 /// lagging Alertmanager replica (a firing copy of an occurrence that already resolved,
 /// or a resolved copy of an older occurrence).
-fn is_repeat(rec: &AlertRecord, alert: &Alert) -> bool {
-    let stored = &rec.alert;
+fn is_repeat(stored: &AlertState, alert: &Alert) -> bool {
     match (stored.status, alert.status) {
         (a, b) if a == b => true,
         (AlertStatus::Resolved, AlertStatus::Firing) => alert.starts_at <= stored.starts_at,
@@ -293,7 +297,8 @@ struct Tally {
 /// A batch being prepared: reads go through the changes made so far in the batch.
 struct Pending<'a> {
     store: &'a dyn Store,
-    alerts: HashMap<String, AlertRecord>,
+    states: HashMap<String, AlertState>,
+    contents: HashMap<String, Alert>,
     incidents: HashMap<IncidentId, Incident>,
     keys: HashMap<String, IncidentId>,
     attachments: Vec<(IncidentId, String)>,
@@ -310,7 +315,8 @@ impl<'a> Pending<'a> {
     fn new(store: &'a dyn Store, next: u64) -> Self {
         Pending {
             store,
-            alerts: HashMap::new(),
+            states: HashMap::new(),
+            contents: HashMap::new(),
             incidents: HashMap::new(),
             keys: HashMap::new(),
             attachments: Vec::new(),
@@ -322,32 +328,42 @@ impl<'a> Pending<'a> {
         }
     }
 
-    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
-        match self.alerts.get(fingerprint) {
-            Some(r) => Ok(Some(r.clone())),
-            None => self.store.alert(fingerprint),
+    fn state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
+        match self.states.get(fingerprint) {
+            Some(s) => Ok(Some(s.clone())),
+            None => self.store.alert_state(fingerprint),
         }
     }
 
-    fn incident(&self, id: IncidentId) -> Result<Incident, StoreError> {
-        if let Some(inc) = self.incidents.get(&id) {
-            return Ok(inc.clone());
+    /// The incident, loaded into the batch on first use.
+    fn incident_mut(&mut self, id: IncidentId) -> Result<&mut Incident, StoreError> {
+        if !self.incidents.contains_key(&id) {
+            let inc = self
+                .store
+                .incident(id)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    tree: "incidents",
+                    key: id.to_string(),
+                    message: "an alert is attached to an incident that does not exist".into(),
+                })?;
+            self.incidents.insert(id, inc);
         }
-        self.store.incident(id)?.ok_or_else(|| StoreError::Corrupt {
-            tree: "incidents",
-            key: id.to_string(),
-            message: "an alert is attached to an incident that does not exist".into(),
-        })
+        Ok(self.incidents.get_mut(&id).expect("just inserted"))
     }
 
-    fn incident_for_key(&self, key: &str) -> Result<Option<Incident>, StoreError> {
-        match self.keys.get(key) {
-            Some(id) => self.incident(*id).map(Some),
+    fn incident_for_key(&mut self, key: &str) -> Result<Option<Incident>, StoreError> {
+        let id = match self.keys.get(key) {
+            Some(id) => *id,
             None => match self.store.incident_for_key(key)? {
-                Some(inc) => Ok(Some(self.incidents.get(&inc.id).cloned().unwrap_or(inc))),
-                None => Ok(None),
+                Some(inc) => {
+                    let id = inc.id;
+                    self.incidents.entry(id).or_insert(inc);
+                    id
+                }
+                None => return Ok(None),
             },
-        }
+        };
+        self.incident_mut(id).map(|i| Some(i.clone()))
     }
 
     fn allocate(&mut self) -> IncidentId {
@@ -356,12 +372,19 @@ impl<'a> Pending<'a> {
         id
     }
 
-    fn put_alert(&mut self, rec: AlertRecord) {
-        self.alerts.insert(rec.alert.fingerprint.clone(), rec);
+    fn put_state(&mut self, fingerprint: &str, state: AlertState) {
+        match self.states.get_mut(fingerprint) {
+            Some(s) => *s = state,
+            None => {
+                self.states.insert(fingerprint.to_string(), state);
+            }
+        }
     }
 
-    fn put_incident(&mut self, inc: Incident) {
-        self.incidents.insert(inc.id, inc);
+    /// Stores the alert's content: new alerts and status changes only.
+    fn put_content(&mut self, alert: &Alert) {
+        self.contents
+            .insert(alert.fingerprint.clone(), alert.clone());
     }
 
     /// Queues an audit entry. Alerts attached to (or resolved on) one incident in a row
@@ -405,7 +428,8 @@ impl<'a> Pending<'a> {
             self.audit[i].2.detail = Some(detail);
         }
         Batch {
-            alerts: self.alerts.into_values().collect(),
+            alert_contents: self.contents.into_values().collect(),
+            alert_states: self.states.into_iter().collect(),
             incidents: self.incidents.into_values().collect(),
             incident_counter: (self.next != self.counter_start)
                 .then_some((self.counter_start, self.next)),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::alerts::{AlertRecord, AlertStatus};
+use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, Change};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId, IncidentStatus};
@@ -46,8 +46,11 @@ pub enum StoreError {
 /// audit entries.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Alerts to insert or replace (by fingerprint).
-    pub alerts: Vec<AlertRecord>,
+    /// Alert contents to insert or replace (by fingerprint): new alerts and alerts
+    /// whose status changed.
+    pub alert_contents: Vec<Alert>,
+    /// Alert states to insert or replace: every alert the batch touched.
+    pub alert_states: Vec<(String, AlertState)>,
     /// Incidents to insert or replace (by id).
     pub incidents: Vec<Incident>,
     /// The incident counter the batch was prepared against and its value after it:
@@ -63,7 +66,8 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.alerts.is_empty()
+        self.alert_contents.is_empty()
+            && self.alert_states.is_empty()
             && self.incidents.is_empty()
             && self.keys.is_empty()
             && self.attachments.is_empty()
@@ -99,6 +103,9 @@ pub struct Counts {
 }
 
 pub trait Store: Send + Sync + 'static {
+    /// The hot state of an alert (correlation's lookup for every notification).
+    fn alert_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError>;
+    /// An alert's content and state.
     fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError>;
     /// Alerts newest first by last notification, optionally only one status.
     fn list_alerts(

@@ -11,7 +11,7 @@
 use jiff::Timestamp;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::alerts::{Alert, AlertRecord, AlertStatus, Disposition, LabelSet, Source};
+use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Source};
 use crate::audit::{AuditEntry, Change};
 use crate::incidents::{Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
 
@@ -31,8 +31,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// An alert's content (`alerts` tree).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct AlertRecordV1 {
+pub struct AlertV1 {
     pub source: Source,
     pub fingerprint: String,
     pub status: AlertStatus,
@@ -45,12 +46,78 @@ pub struct AlertRecordV1 {
     pub generator_url: Option<String>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub received_at: Timestamp,
+}
+
+impl From<&Alert> for AlertV1 {
+    fn from(a: &Alert) -> Self {
+        AlertV1 {
+            source: a.source,
+            fingerprint: a.fingerprint.clone(),
+            status: a.status,
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            generator_url: a.generator_url.clone(),
+            received_at: a.received_at,
+        }
+    }
+}
+
+impl From<AlertV1> for Alert {
+    fn from(a: AlertV1) -> Self {
+        Alert {
+            source: a.source,
+            fingerprint: a.fingerprint,
+            status: a.status,
+            labels: a.labels,
+            annotations: a.annotations,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            generator_url: a.generator_url,
+            received_at: a.received_at,
+        }
+    }
+}
+
+/// An alert's state (`alert_state` tree).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AlertStateV1 {
+    pub status: AlertStatus,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub starts_at: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub first_seen: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub last_seen: Timestamp,
     pub notifications: u64,
     pub disposition: DispositionV1,
+}
+
+impl From<&AlertState> for AlertStateV1 {
+    fn from(s: &AlertState) -> Self {
+        AlertStateV1 {
+            status: s.status,
+            starts_at: s.starts_at,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            notifications: s.notifications,
+            disposition: (&s.disposition).into(),
+        }
+    }
+}
+
+impl From<AlertStateV1> for AlertState {
+    fn from(s: AlertStateV1) -> Self {
+        AlertState {
+            status: s.status,
+            starts_at: s.starts_at,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            notifications: s.notifications,
+            disposition: s.disposition.into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,49 +148,6 @@ impl From<DispositionV1> for Disposition {
             },
             DispositionV1::Dropped { rule, reason } => Disposition::Dropped { rule, reason },
             DispositionV1::Unattached => Disposition::Unattached,
-        }
-    }
-}
-
-impl From<&AlertRecord> for AlertRecordV1 {
-    fn from(r: &AlertRecord) -> Self {
-        let a = &r.alert;
-        AlertRecordV1 {
-            source: a.source,
-            fingerprint: a.fingerprint.clone(),
-            status: a.status,
-            labels: a.labels.clone(),
-            annotations: a.annotations.clone(),
-            starts_at: a.starts_at,
-            ends_at: a.ends_at,
-            generator_url: a.generator_url.clone(),
-            received_at: a.received_at,
-            first_seen: r.first_seen,
-            last_seen: r.last_seen,
-            notifications: r.notifications,
-            disposition: (&r.disposition).into(),
-        }
-    }
-}
-
-impl From<AlertRecordV1> for AlertRecord {
-    fn from(r: AlertRecordV1) -> Self {
-        AlertRecord {
-            alert: Alert {
-                source: r.source,
-                fingerprint: r.fingerprint,
-                status: r.status,
-                labels: r.labels,
-                annotations: r.annotations,
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-                generator_url: r.generator_url,
-                received_at: r.received_at,
-            },
-            first_seen: r.first_seen,
-            last_seen: r.last_seen,
-            notifications: r.notifications,
-            disposition: r.disposition.into(),
         }
     }
 }
@@ -281,7 +305,9 @@ impl From<AuditEntryV1> for AuditEntry {
 /// audit entries it appended and the incident counter after it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WalBatchV1 {
-    pub alerts: Vec<AlertRecordV1>,
+    /// Encoded `AlertV1` records by fingerprint.
+    pub contents: Vec<(String, Vec<u8>)>,
+    pub states: Vec<(String, AlertStateV1)>,
     pub incidents: Vec<IncidentV1>,
     pub keys: Vec<(String, u64)>,
     pub links: Vec<(u64, String)>,
@@ -315,6 +341,10 @@ mod tests {
             generator_url: None,
             received_at: t("2026-01-01T01:00:01Z"),
         };
+        let back: Alert = decode::<AlertV1>(&encode(&AlertV1::from(&alert)))
+            .unwrap()
+            .into();
+        assert_eq!(back, alert);
         for disposition in [
             Disposition::Attached {
                 incident: IncidentId(7),
@@ -325,17 +355,18 @@ mod tests {
             },
             Disposition::Unattached,
         ] {
-            let rec = AlertRecord {
-                alert: alert.clone(),
+            let state = AlertState {
+                status: AlertStatus::Firing,
+                starts_at: t("2026-01-01T00:00:00Z"),
                 first_seen: t("2026-01-01T00:00:01Z"),
                 last_seen: t("2026-01-01T01:00:01Z"),
                 notifications: 3,
                 disposition,
             };
-            let back: AlertRecord = decode::<AlertRecordV1>(&encode(&AlertRecordV1::from(&rec)))
+            let back: AlertState = decode::<AlertStateV1>(&encode(&AlertStateV1::from(&state)))
                 .unwrap()
                 .into();
-            assert_eq!(back, rec);
+            assert_eq!(back, state);
         }
         let spec = IncidentSpec {
             key: "k".into(),

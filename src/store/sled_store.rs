@@ -17,7 +17,7 @@
 //! checkpoint). A checkpoint that dies half-way is repaired by replaying the log,
 //! whose segments are only deleted after sled is flushed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 #[cfg(test)]
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -27,10 +27,10 @@ use std::time::Duration;
 
 use sled::Tree;
 
-use super::records::{decode, encode, AlertRecordV1, AuditEntryV1, IncidentV1, WalBatchV1};
+use super::records::{decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, WalBatchV1};
 use super::wal::{Wal, WalError};
 use super::{Batch, Counts, StatusFilter, Store, StoreError};
-use crate::alerts::{AlertRecord, AlertStatus};
+use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
@@ -42,6 +42,9 @@ const AUDIT_HEAD: &[u8] = b"audit_head";
 /// A log segment this large starts a checkpoint early (bounds replay time when the
 /// same alerts repeat, which does not grow the overlay).
 const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Resolved alerts unseen for this long leave the in-memory state cache (they stay in
+/// sled and are read from there if they come back).
+const CLEAN_RESOLVED_SECS: i64 = 3600;
 /// Commits wait for a checkpoint when the overlay holds this many times the
 /// checkpoint threshold (bounded memory under any load).
 const HARD_LIMIT_FACTOR: usize = 4;
@@ -81,11 +84,13 @@ fn decoded<V, T>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, Stor
 where
     V: serde::de::DeserializeOwned + Into<T>,
 {
-    decode::<V>(bytes).map(Into::into).map_err(|message| StoreError::Corrupt {
-        tree,
-        key: String::from_utf8_lossy(key).into_owned(),
-        message,
-    })
+    decode::<V>(bytes)
+        .map(Into::into)
+        .map_err(|message| StoreError::Corrupt {
+            tree,
+            key: String::from_utf8_lossy(key).into_owned(),
+            message,
+        })
 }
 
 /// Opens sled, waiting up to 5 s for the directory lock: sled releases it from a
@@ -96,7 +101,8 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     loop {
         match config.open() {
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -121,7 +127,10 @@ fn link_key(id: IncidentId, fingerprint: &str) -> Vec<u8> {
 
 /// What one commit changed, in memory form: the unit of the log and of the overlay.
 struct Applied {
-    alerts: Vec<AlertRecord>,
+    /// Encoded `AlertV1` records by fingerprint: encoded once, kept so in memory (a
+    /// third of the size of an `Alert`), written to sled as they are.
+    contents: Vec<(String, Vec<u8>)>,
+    states: Vec<(String, AlertState)>,
     incidents: Vec<Incident>,
     keys: Vec<(String, IncidentId)>,
     links: Vec<(IncidentId, String)>,
@@ -132,10 +141,19 @@ struct Applied {
 impl Applied {
     fn to_wal(&self) -> WalBatchV1 {
         WalBatchV1 {
-            alerts: self.alerts.iter().map(AlertRecordV1::from).collect(),
+            contents: self.contents.clone(),
+            states: self
+                .states
+                .iter()
+                .map(|(fp, s)| (fp.clone(), s.into()))
+                .collect(),
             incidents: self.incidents.iter().map(IncidentV1::from).collect(),
             keys: self.keys.iter().map(|(k, id)| (k.clone(), id.0)).collect(),
-            links: self.links.iter().map(|(id, fp)| (id.0, fp.clone())).collect(),
+            links: self
+                .links
+                .iter()
+                .map(|(id, fp)| (id.0, fp.clone()))
+                .collect(),
             audit: self.audit.iter().map(AuditEntryV1::from).collect(),
             next_incident: self.next_incident,
         }
@@ -143,10 +161,19 @@ impl Applied {
 
     fn from_wal(w: WalBatchV1) -> Applied {
         Applied {
-            alerts: w.alerts.into_iter().map(Into::into).collect(),
+            contents: w.contents,
+            states: w.states.into_iter().map(|(fp, s)| (fp, s.into())).collect(),
             incidents: w.incidents.into_iter().map(Into::into).collect(),
-            keys: w.keys.into_iter().map(|(k, id)| (k, IncidentId(id))).collect(),
-            links: w.links.into_iter().map(|(id, fp)| (IncidentId(id), fp)).collect(),
+            keys: w
+                .keys
+                .into_iter()
+                .map(|(k, id)| (k, IncidentId(id)))
+                .collect(),
+            links: w
+                .links
+                .into_iter()
+                .map(|(id, fp)| (IncidentId(id), fp))
+                .collect(),
             audit: w.audit.into_iter().map(Into::into).collect(),
             next_incident: w.next_incident,
         }
@@ -157,7 +184,8 @@ impl Applied {
 /// version of each.
 #[derive(Default, Clone)]
 struct Overlay {
-    alerts: HashMap<String, AlertRecord>,
+    contents: HashMap<String, Vec<u8>>,
+    states: HashMap<String, AlertState>,
     incidents: BTreeMap<IncidentId, Incident>,
     keys: HashMap<String, IncidentId>,
     links: BTreeSet<(IncidentId, String)>,
@@ -166,13 +194,17 @@ struct Overlay {
 
 impl Overlay {
     fn len(&self) -> usize {
-        self.alerts.len() + self.incidents.len() + self.keys.len() + self.links.len() + self.audit.len()
+        self.contents.len()
+            + self.states.len()
+            + self.incidents.len()
+            + self.keys.len()
+            + self.links.len()
+            + self.audit.len()
     }
 
     fn apply(&mut self, a: Applied) {
-        for r in a.alerts {
-            self.alerts.insert(r.alert.fingerprint.clone(), r);
-        }
+        self.contents.extend(a.contents);
+        self.states.extend(a.states);
         for i in a.incidents {
             self.incidents.insert(i.id, i);
         }
@@ -185,7 +217,8 @@ impl Overlay {
 
     /// `newer` laid over `self`.
     fn absorb(&mut self, newer: Overlay) {
-        self.alerts.extend(newer.alerts);
+        self.contents.extend(newer.contents);
+        self.states.extend(newer.states);
         self.incidents.extend(newer.incidents);
         self.keys.extend(newer.keys);
         self.links.extend(newer.links);
@@ -197,9 +230,24 @@ struct State {
     live: Overlay,
     /// What a running checkpoint is writing into sled; read after `live`.
     frozen: Option<Arc<Overlay>>,
+    /// Alert states already in sled, kept in memory for correlation's lookups: every
+    /// firing alert and recently seen resolved ones. Read after the overlays.
+    clean: HashMap<String, AlertState>,
+    /// Hashes of every fingerprint the store holds: a miss here means a new alert, with
+    /// no sled read (sled reads on the correlation thread are slow under checkpoints).
+    known: HashSet<u64>,
+    /// Every correlation key with its latest incident (keys are few: one per group).
+    keys: HashMap<String, IncidentId>,
+    /// Open incidents already in sled, cached for correlation.
+    open: HashMap<IncidentId, Incident>,
     next_incident: u64,
     audit_seq: u64,
     audit_hash: String,
+}
+
+fn fingerprint_hash(fingerprint: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(fingerprint)
 }
 
 impl State {
@@ -210,13 +258,33 @@ impl State {
             .cloned()
     }
 
+    /// Applies a committed (or replayed) batch.
+    fn apply(&mut self, applied: Applied) {
+        for (fp, _) in &applied.states {
+            self.known.insert(fingerprint_hash(fp));
+        }
+        self.keys.extend(applied.keys.iter().cloned());
+        self.next_incident = self.next_incident.max(applied.next_incident);
+        if let Some(last) = applied.audit.last() {
+            if last.seq > self.audit_seq {
+                self.audit_seq = last.seq;
+                self.audit_hash.clone_from(&last.hash);
+            }
+        }
+        self.live.apply(applied);
+    }
+
     fn overlays(&self) -> impl Iterator<Item = &Overlay> {
-        self.frozen.as_deref().into_iter().chain(std::iter::once(&self.live))
+        self.frozen
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(&self.live))
     }
 }
 
 struct Trees {
     alerts: Tree,
+    alert_state: Tree,
     incidents: Tree,
     keys: Tree,
     incident_alerts: Tree,
@@ -262,6 +330,7 @@ impl SledStore {
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let t = Trees {
             alerts: tree("alerts")?,
+            alert_state: tree("alert_state")?,
             incidents: tree("incidents")?,
             keys: tree("incident_keys")?,
             incident_alerts: tree("incident_alerts")?,
@@ -271,7 +340,9 @@ impl SledStore {
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
             None => {
-                t.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+                t.meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(io)?;
                 db.flush().map_err(io)?;
             }
             Some(v) => {
@@ -280,16 +351,18 @@ impl SledStore {
                     return Err(StoreError::Corrupt {
                         tree: "meta",
                         key: "schema_version".into(),
-                        message: format!("store schema {version}, this triaged reads schema {SCHEMA_VERSION}"),
+                        message: format!(
+                            "store schema {version}, this triaged reads schema {SCHEMA_VERSION}"
+                        ),
                     });
                 }
             }
         }
-        let mut next_incident = match t.meta.get(NEXT_INCIDENT).map_err(io)? {
+        let next_incident = match t.meta.get(NEXT_INCIDENT).map_err(io)? {
             None => 1,
             Some(v) => u64_of("meta", NEXT_INCIDENT, &v)?,
         };
-        let (mut audit_seq, mut audit_hash) = match t.meta.get(AUDIT_HEAD).map_err(io)? {
+        let (audit_seq, audit_hash) = match t.meta.get(AUDIT_HEAD).map_err(io)? {
             None => (0, GENESIS_HASH.to_string()),
             Some(b) => (
                 u64_of("meta", AUDIT_HEAD, &b)?,
@@ -297,8 +370,40 @@ impl SledStore {
             ),
         };
 
+        let mut state = State {
+            live: Overlay::default(),
+            frozen: None,
+            clean: HashMap::new(),
+            known: HashSet::new(),
+            keys: HashMap::new(),
+            open: HashMap::new(),
+            next_incident,
+            audit_seq,
+            audit_hash,
+        };
+        // The in-memory indexes: every fingerprint's hash and firing alerts' states,
+        // every correlation key.
+        for kv in t.alert_state.iter() {
+            let (k, v) = kv.map_err(io)?;
+            state
+                .known
+                .insert(fingerprint_hash(&String::from_utf8_lossy(&k)));
+            let st: AlertState = decoded::<AlertStateV1, _>("alert_state", &k, &v)?;
+            if st.status == AlertStatus::Firing {
+                state
+                    .clean
+                    .insert(String::from_utf8_lossy(&k).into_owned(), st);
+            }
+        }
+        for kv in t.keys.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let id = IncidentId(u64_of("incident_keys", &k, &v)?);
+            state
+                .keys
+                .insert(String::from_utf8_lossy(&k).into_owned(), id);
+        }
+
         let (wal, records) = Wal::open(&dir.join("wal")).map_err(wal_err)?;
-        let mut live = Overlay::default();
         let replayed = records.len();
         for (i, bytes) in records.into_iter().enumerate() {
             let batch = decode::<WalBatchV1>(&bytes).map_err(|message| StoreError::Corrupt {
@@ -306,18 +411,14 @@ impl SledStore {
                 key: format!("record {i}"),
                 message,
             })?;
-            let applied = Applied::from_wal(batch);
-            next_incident = next_incident.max(applied.next_incident);
-            if let Some(last) = applied.audit.last() {
-                if last.seq > audit_seq {
-                    audit_seq = last.seq;
-                    audit_hash = last.hash.clone();
-                }
-            }
-            live.apply(applied);
+            state.apply(Applied::from_wal(batch));
         }
         if replayed > 0 {
-            tracing::info!(batches = replayed, records = live.len(), "replayed the write-ahead log");
+            tracing::info!(
+                batches = replayed,
+                records = state.live.len(),
+                "replayed the write-ahead log"
+            );
         }
 
         let (wake, woken) = mpsc::sync_channel(1);
@@ -325,13 +426,7 @@ impl SledStore {
             db,
             t,
             wal: Mutex::new(wal),
-            state: RwLock::new(State {
-                live,
-                frozen: None,
-                next_incident,
-                audit_seq,
-                audit_hash,
-            }),
+            state: RwLock::new(state),
             checkpointing: Mutex::new(()),
             max_records: settings.checkpoint_max_records,
             wake,
@@ -394,17 +489,40 @@ impl Inner {
             let kept = wal.rotate().map_err(wal_err)?;
             let frozen = Arc::new(std::mem::take(&mut st.live));
             st.frozen = Some(frozen.clone());
-            (frozen, kept, st.next_incident, st.audit_seq, st.audit_hash.clone())
+            (
+                frozen,
+                kept,
+                st.next_incident,
+                st.audit_seq,
+                st.audit_hash.clone(),
+            )
         };
         let written = self.write_to_sled(&frozen, next_incident, audit_seq, &audit_hash);
         let mut st = self.state.write().map_err(|_| lock_poisoned())?;
-        let frozen = st.frozen.take().expect("the frozen overlay stays until the checkpoint ends");
+        let frozen = st
+            .frozen
+            .take()
+            .expect("the frozen overlay stays until the checkpoint ends");
+        let mut frozen = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
         if let Err(e) = written {
             // Keep serving what the log holds: lay the live overlay over the frozen one.
-            let mut back = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
-            back.absorb(std::mem::take(&mut st.live));
-            st.live = back;
+            frozen.absorb(std::mem::take(&mut st.live));
+            st.live = frozen;
             return Err(e);
+        }
+        // The states are in sled now; keep the hot ones at hand, forget old resolved ones.
+        let forget_before = jiff::Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(CLEAN_RESOLVED_SECS))
+            .unwrap_or(jiff::Timestamp::MIN);
+        st.clean.extend(frozen.states);
+        st.clean
+            .retain(|_, s| s.status == AlertStatus::Firing || s.last_seen >= forget_before);
+        for (id, inc) in frozen.incidents {
+            if inc.status.is_open() {
+                st.open.insert(id, inc);
+            } else {
+                st.open.remove(&id);
+            }
         }
         drop(st);
         self.wal
@@ -414,12 +532,23 @@ impl Inner {
             .map_err(wal_err)
     }
 
-    fn write_to_sled(&self, o: &Overlay, next_incident: u64, audit_seq: u64, audit_hash: &str) -> Result<(), StoreError> {
+    fn write_to_sled(
+        &self,
+        o: &Overlay,
+        next_incident: u64,
+        audit_seq: u64,
+        audit_hash: &str,
+    ) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
-        for (fp, r) in &o.alerts {
-            b.insert(fp.as_bytes(), encode(&AlertRecordV1::from(r)));
+        for (fp, bytes) in &o.contents {
+            b.insert(fp.as_bytes(), bytes.as_slice());
         }
         self.t.alerts.apply_batch(b).map_err(io)?;
+        let mut b = sled::Batch::default();
+        for (fp, st) in &o.states {
+            b.insert(fp.as_bytes(), encode(&AlertStateV1::from(st)));
+        }
+        self.t.alert_state.apply_batch(b).map_err(io)?;
         let mut b = sled::Batch::default();
         for (id, i) in &o.incidents {
             b.insert(&id.0.to_be_bytes(), encode(&IncidentV1::from(i)));
@@ -452,15 +581,6 @@ impl Inner {
         Ok(())
     }
 
-    fn sled_alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
-        self.t
-            .alerts
-            .get(fingerprint)
-            .map_err(io)?
-            .map(|v| decoded::<AlertRecordV1, _>("alerts", fingerprint.as_bytes(), &v))
-            .transpose()
-    }
-
     fn sled_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let key = id.0.to_be_bytes();
         self.t
@@ -473,17 +593,62 @@ impl Inner {
 }
 
 impl Store for SledStore {
-    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
-        if let Some(r) = self.inner.state()?.find(|o| o.alerts.get(fingerprint)) {
-            return Ok(Some(r));
+    fn alert_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
+        {
+            let st = self.inner.state()?;
+            if let Some(s) = st
+                .find(|o| o.states.get(fingerprint))
+                .or_else(|| st.clean.get(fingerprint).cloned())
+            {
+                return Ok(Some(s));
+            }
+            if !st.known.contains(&fingerprint_hash(fingerprint)) {
+                return Ok(None);
+            }
         }
-        self.inner.sled_alert(fingerprint)
+        let Some(v) = self.inner.t.alert_state.get(fingerprint).map_err(io)? else {
+            return Ok(None);
+        };
+        let state: AlertState =
+            decoded::<AlertStateV1, _>("alert_state", fingerprint.as_bytes(), &v)?;
+        let mut st = self.inner.state.write().map_err(|_| lock_poisoned())?;
+        // Unless a commit got there first, remember it (a returning alert is hot again).
+        if st.find(|o| o.states.get(fingerprint)).is_none() {
+            st.clean
+                .entry(fingerprint.to_string())
+                .or_insert_with(|| state.clone());
+        }
+        Ok(Some(state))
     }
 
-    fn list_alerts(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        let mut overlay: BTreeMap<String, AlertRecord> = BTreeMap::new();
+    fn alert(&self, fingerprint: &str) -> Result<Option<AlertRecord>, StoreError> {
+        let bytes = self.inner.state()?.find(|o| o.contents.get(fingerprint));
+        let bytes = match bytes {
+            Some(b) => b,
+            None => match self.inner.t.alerts.get(fingerprint).map_err(io)? {
+                None => return Ok(None),
+                Some(v) => v.to_vec(),
+            },
+        };
+        let content: Alert = decoded::<AlertV1, _>("alerts", fingerprint.as_bytes(), &bytes)?;
+        let state = self
+            .alert_state(fingerprint)?
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "alert_state",
+                key: fingerprint.to_string(),
+                message: "an alert has content but no state".into(),
+            })?;
+        Ok(Some(AlertRecord::from_parts(content, state)))
+    }
+
+    fn list_alerts(
+        &self,
+        status: Option<AlertStatus>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        let mut overlay: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for o in self.inner.state()?.overlays() {
-            overlay.extend(o.alerts.iter().map(|(k, v)| (k.clone(), v.clone())));
+            overlay.extend(o.contents.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let mut from_sled = self.inner.t.alerts.iter().peekable();
         let mut from_overlay = overlay.into_iter().peekable();
@@ -495,46 +660,64 @@ impl Store for SledStore {
                 None => None,
             };
             let overlay_key = from_overlay.peek().map(|(k, _)| k.as_bytes().to_vec());
-            let rec = match (sled_key, overlay_key) {
+            let (key, bytes) = match (sled_key, overlay_key) {
                 (None, None) => break,
                 (Some(s), Some(o)) if o <= s => {
                     if o == s {
                         from_sled.next();
                     }
-                    from_overlay.next().expect("peeked").1
+                    from_overlay.next().expect("peeked")
                 }
-                (None, Some(_)) => from_overlay.next().expect("peeked").1,
+                (None, Some(_)) => from_overlay.next().expect("peeked"),
                 (Some(_), _) => {
                     let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
-                    decoded::<AlertRecordV1, _>("alerts", &k, &v)?
+                    (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
                 }
             };
-            if status.is_none_or(|s| s == rec.alert.status) {
-                out.push(rec);
+            let content: Alert = decoded::<AlertV1, _>("alerts", key.as_bytes(), &bytes)?;
+            let Some(state) = self.alert_state(&content.fingerprint)? else {
+                continue;
+            };
+            if status.is_none_or(|s| s == state.status) {
+                out.push(AlertRecord::from_parts(content, state));
             }
         }
         Ok(out)
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        if let Some(i) = self.inner.state()?.find(|o| o.incidents.get(&id)) {
-            return Ok(Some(i));
+        {
+            let st = self.inner.state()?;
+            if let Some(i) = st
+                .find(|o| o.incidents.get(&id))
+                .or_else(|| st.open.get(&id).cloned())
+            {
+                return Ok(Some(i));
+            }
         }
-        self.inner.sled_incident(id)
+        let found = self.inner.sled_incident(id)?;
+        if let Some(inc) = found.as_ref().filter(|i| i.status.is_open()) {
+            let mut st = self.inner.state.write().map_err(|_| lock_poisoned())?;
+            if st.find(|o| o.incidents.get(&id)).is_none() {
+                st.open.entry(id).or_insert_with(|| inc.clone());
+            }
+        }
+        Ok(found)
     }
 
     fn incident_for_key(&self, key: &str) -> Result<Option<Incident>, StoreError> {
-        let id = match self.inner.state()?.find(|o| o.keys.get(key)) {
-            Some(id) => id,
-            None => match self.inner.t.keys.get(key).map_err(io)? {
-                None => return Ok(None),
-                Some(v) => IncidentId(u64_of("incident_keys", key.as_bytes(), &v)?),
-            },
-        };
-        self.incident(id)
+        let id = self.inner.state()?.keys.get(key).copied();
+        match id {
+            Some(id) => self.incident(id),
+            None => Ok(None),
+        }
     }
 
-    fn list_incidents(&self, filter: StatusFilter, limit: usize) -> Result<Vec<Incident>, StoreError> {
+    fn list_incidents(
+        &self,
+        filter: StatusFilter,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
         let mut overlay: BTreeMap<IncidentId, Incident> = BTreeMap::new();
         for o in self.inner.state()?.overlays() {
             overlay.extend(o.incidents.iter().map(|(k, v)| (*k, v.clone())));
@@ -597,11 +780,17 @@ impl Store for SledStore {
         for kv in self.inner.t.audit_index.scan_prefix(&prefix) {
             let (k, _) = kv.map_err(io)?;
             let seq = &k[prefix.len()..];
-            let v = self.inner.t.audit.get(seq).map_err(io)?.ok_or_else(|| StoreError::Corrupt {
-                tree: "audit",
-                key: String::from_utf8_lossy(&k).into_owned(),
-                message: "indexed entry is missing".into(),
-            })?;
+            let v =
+                self.inner
+                    .t
+                    .audit
+                    .get(seq)
+                    .map_err(io)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        tree: "audit",
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        message: "indexed entry is missing".into(),
+                    })?;
             let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", seq, &v)?;
             entries.insert(e.seq, e);
         }
@@ -656,7 +845,12 @@ impl Store for SledStore {
             audit.push(entry);
         }
         let applied = Applied {
-            alerts: batch.alerts,
+            contents: batch
+                .alert_contents
+                .iter()
+                .map(|a| (a.fingerprint.clone(), encode(&AlertV1::from(a))))
+                .collect(),
+            states: batch.alert_states,
             incidents: batch.incidents,
             keys: batch.keys,
             links: batch.attachments,
@@ -666,10 +860,7 @@ impl Store for SledStore {
         wal.append(&encode(&applied.to_wal())).map_err(wal_err)?;
         let size = {
             let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-            st.live.apply(applied);
-            st.next_incident = next_incident;
-            st.audit_seq = seq;
-            st.audit_hash = hash;
+            st.apply(applied);
             st.live.len()
         };
         let segment_bytes = wal.segment_bytes();
@@ -688,7 +879,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{Alert, Disposition, Source};
+    use crate::alerts::{Disposition, Source};
     use crate::audit::Change;
     use crate::incidents::{IncidentSpec, IncidentStatus, Level, ResolutionCode};
     use jiff::Timestamp;
@@ -706,9 +897,9 @@ mod tests {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
-    fn alert(fp: &str, incident: u64) -> AlertRecord {
-        AlertRecord {
-            alert: Alert {
+    fn alert(fp: &str, incident: u64) -> (Alert, AlertState) {
+        (
+            Alert {
                 source: Source::Alertmanager,
                 fingerprint: fp.into(),
                 status: AlertStatus::Firing,
@@ -719,13 +910,23 @@ mod tests {
                 generator_url: None,
                 received_at: t(0),
             },
-            first_seen: t(0),
-            last_seen: t(0),
-            notifications: 1,
-            disposition: Disposition::Attached {
-                incident: IncidentId(incident),
+            AlertState {
+                status: AlertStatus::Firing,
+                starts_at: t(0),
+                first_seen: t(0),
+                last_seen: t(0),
+                notifications: 1,
+                disposition: Disposition::Attached {
+                    incident: IncidentId(incident),
+                },
             },
-        }
+        )
+    }
+
+    fn push_alert(b: &mut Batch, fp: &str, incident: u64) {
+        let (content, state) = alert(fp, incident);
+        b.alert_contents.push(content);
+        b.alert_states.push((fp.to_string(), state));
     }
 
     fn incident(id: u64) -> Incident {
@@ -748,11 +949,15 @@ mod tests {
             ..Batch::default()
         };
         for id in ids {
-            b.alerts.push(alert(&format!("f{id:03}"), id));
+            push_alert(&mut b, &format!("f{id:03}"), id);
             b.incidents.push(incident(id));
             b.keys.push((format!("key{id}"), IncidentId(id)));
             b.attachments.push((IncidentId(id), format!("f{id:03}")));
-            b.audit.push((t(0), "system".into(), Change::new(IncidentId(id).to_string(), "opened")));
+            b.audit.push((
+                t(0),
+                "system".into(),
+                Change::new(IncidentId(id).to_string(), "opened"),
+            ));
         }
         b
     }
@@ -775,19 +980,39 @@ mod tests {
         let mut b = opening(4..6);
         b.incidents.push(two);
         b.audit.push((t(5), "system".into(), change));
-        b.alerts.push(alert("f000", 1));
+        push_alert(&mut b, "f000", 1);
         store.commit(b).unwrap();
 
-        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 100).unwrap()), vec![5, 4, 3, 2, 1]);
-        assert_eq!(ids(store.list_incidents(StatusFilter::Open, 100).unwrap()), vec![5, 4, 3, 1]);
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Is(IncidentStatus::Resolved), 100).unwrap()),
+            ids(store.list_incidents(StatusFilter::Any, 100).unwrap()),
+            vec![5, 4, 3, 2, 1]
+        );
+        assert_eq!(
+            ids(store.list_incidents(StatusFilter::Open, 100).unwrap()),
+            vec![5, 4, 3, 1]
+        );
+        assert_eq!(
+            ids(store
+                .list_incidents(StatusFilter::Is(IncidentStatus::Resolved), 100)
+                .unwrap()),
             vec![2]
         );
-        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 2).unwrap()), vec![5, 4]);
-        assert_eq!(store.incident(IncidentId(2)).unwrap().unwrap().status, IncidentStatus::Resolved);
-        assert_eq!(store.incident_for_key("key5").unwrap().unwrap().id, IncidentId(5));
-        assert_eq!(store.incident_for_key("key1").unwrap().unwrap().id, IncidentId(1));
+        assert_eq!(
+            ids(store.list_incidents(StatusFilter::Any, 2).unwrap()),
+            vec![5, 4]
+        );
+        assert_eq!(
+            store.incident(IncidentId(2)).unwrap().unwrap().status,
+            IncidentStatus::Resolved
+        );
+        assert_eq!(
+            store.incident_for_key("key5").unwrap().unwrap().id,
+            IncidentId(5)
+        );
+        assert_eq!(
+            store.incident_for_key("key1").unwrap().unwrap().id,
+            IncidentId(1)
+        );
 
         let fps: Vec<String> = store
             .list_alerts(None, 100)
@@ -801,8 +1026,16 @@ mod tests {
         let timeline = store.timeline("INC-2").unwrap();
         let actions: Vec<&str> = timeline.iter().map(|e| e.change.action.as_str()).collect();
         assert_eq!(actions, ["opened", "resolved"]);
-        assert_eq!(timeline[1].prev_hash, store.timeline("INC-5").unwrap()[0].hash);
-        assert_eq!(store.incident_alerts(IncidentId(4)).unwrap()[0].alert.fingerprint, "f004");
+        assert_eq!(
+            timeline[1].prev_hash,
+            store.timeline("INC-5").unwrap()[0].hash
+        );
+        assert_eq!(
+            store.incident_alerts(IncidentId(4)).unwrap()[0]
+                .alert
+                .fingerprint,
+            "f004"
+        );
         assert_eq!(store.next_incident_number().unwrap(), 6);
     }
 
@@ -817,7 +1050,10 @@ mod tests {
             // Dropped without a checkpoint, as after kill -9.
         }
         let store = SledStore::open(&settings(dir.path())).unwrap();
-        assert_eq!(ids(store.list_incidents(StatusFilter::Any, 100).unwrap()), vec![4, 3, 2, 1]);
+        assert_eq!(
+            ids(store.list_incidents(StatusFilter::Any, 100).unwrap()),
+            vec![4, 3, 2, 1]
+        );
         assert_eq!(store.next_incident_number().unwrap(), 5);
         assert_eq!(store.counts().unwrap().audit_entries, 4);
         let err = store.commit(opening(3..4)).unwrap_err();
@@ -827,7 +1063,9 @@ mod tests {
             .flat_map(|i| store.timeline(&format!("INC-{i}")).unwrap())
             .collect();
         assert!(chain.iter().all(AuditEntry::is_intact));
-        assert!(chain.windows(2).all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
+        assert!(chain
+            .windows(2)
+            .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
         store.checkpoint().unwrap();
         let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
         assert_eq!(wal_files, 1, "checkpointed segments are deleted");
@@ -845,7 +1083,10 @@ mod tests {
             store.commit(opening(1 + n * 50..1 + (n + 1) * 50)).unwrap();
             assert!(store.inner.state().unwrap().live.len() < 100 * HARD_LIMIT_FACTOR + 250);
         }
-        assert_eq!(store.list_incidents(StatusFilter::Any, 2000).unwrap().len(), 1000);
+        assert_eq!(
+            store.list_incidents(StatusFilter::Any, 2000).unwrap().len(),
+            1000
+        );
     }
 
     #[test]
@@ -854,10 +1095,15 @@ mod tests {
         drop(SledStore::open(&settings(dir.path())).unwrap());
         {
             let db = open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
-            db.open_tree("meta").unwrap().insert(SCHEMA_KEY, &99u64.to_be_bytes()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(SCHEMA_KEY, &99u64.to_be_bytes())
+                .unwrap();
             db.flush().unwrap();
         }
-        let err = SledStore::open(&settings(dir.path())).err().expect("refused");
+        let err = SledStore::open(&settings(dir.path()))
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("schema 99"), "{err}");
     }
 }

@@ -69,7 +69,9 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Reads the records of one segment. With `last`, a torn tail is cut off (and the file
@@ -111,8 +113,13 @@ fn read_segment(path: &Path, last: bool, out: &mut Vec<Vec<u8>>) -> Result<(), W
             }
             tracing::warn!(path = %path.display(), offset = pos, reason = message,
                 "cutting off a torn write-ahead log tail (a write that was never acknowledged)");
-            let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
-            f.set_len(pos as u64).and_then(|_| f.sync_all()).map_err(io_err(path))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err(path))?;
+            f.set_len(pos as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(path))?;
             break;
         }
     }
@@ -127,7 +134,11 @@ impl Wal {
         let existing = segments(dir)?;
         let mut records = Vec::new();
         for (i, n) in existing.iter().enumerate() {
-            read_segment(&segment_path(dir, *n), i + 1 == existing.len(), &mut records)?;
+            read_segment(
+                &segment_path(dir, *n),
+                i + 1 == existing.len(),
+                &mut records,
+            )?;
         }
         let segment = existing.last().map_or(1, |n| n + 1);
         let wal = Wal {
@@ -163,9 +174,13 @@ impl Wal {
             })?;
         self.buf.clear();
         self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.buf
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.buf.extend_from_slice(payload);
-        let result = self.file.write_all(&self.buf).and_then(|_| self.file.sync_data());
+        let result = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|_| self.file.sync_data());
         if let Err(e) = result {
             // A partial write may be on disk: cut it off so that the next record does
             // not follow garbage (the record was not acknowledged).
@@ -232,7 +247,12 @@ mod tests {
         let path = segment_path(dir.path(), 1);
         drop(wal);
         let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let (mut wal, records) = Wal::open(dir.path()).unwrap();
         assert_eq!(records, vec![b"whole".to_vec()]);
         assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + 5) as u64);
