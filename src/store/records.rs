@@ -311,7 +311,8 @@ pub struct WalBatchV1 {
     pub incidents: Vec<IncidentV1>,
     pub keys: Vec<(String, u64)>,
     pub links: Vec<(u64, String)>,
-    pub audit: Vec<AuditEntryV1>,
+    /// Encoded `AuditEntryV1` records, in order.
+    pub audit: Vec<Vec<u8>>,
     pub next_incident: u64,
 }
 

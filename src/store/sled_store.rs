@@ -93,6 +93,36 @@ where
         })
 }
 
+/// Records per sled batch in a checkpoint: one huge batch makes sled hold all of it,
+/// and its index nodes, in memory at once.
+const CHECKPOINT_CHUNK: usize = 1024;
+
+/// Writes `items` into `tree` in key order, in chunks.
+fn put_sorted<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    tree: &Tree,
+    mut items: Vec<(K, V)>,
+) -> Result<(), StoreError> {
+    items.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    for chunk in items.chunks(CHECKPOINT_CHUNK) {
+        let mut batch = sled::Batch::default();
+        for (k, v) in chunk {
+            batch.insert(k.as_ref(), v.as_ref());
+        }
+        tree.apply_batch(batch).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Hands memory freed by a checkpoint back to the system. glibc keeps freed heap
+/// pages of its arenas otherwise, and RSS would stay at the overlay's high-water mark.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Opens sled, waiting up to 5 s for the directory lock: sled releases it from a
 /// background thread after the previous owner (an exiting daemon, or a store dropped
 /// in this process) has gone.
@@ -134,8 +164,29 @@ struct Applied {
     incidents: Vec<Incident>,
     keys: Vec<(String, IncidentId)>,
     links: Vec<(IncidentId, String)>,
-    audit: Vec<AuditEntry>,
+    audit: Vec<EncodedEntry>,
     next_incident: u64,
+}
+
+/// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
+/// the size of an `AuditEntry` with its seven strings.
+#[derive(Clone)]
+struct EncodedEntry {
+    seq: u64,
+    record: String,
+    hash: String,
+    bytes: Vec<u8>,
+}
+
+impl EncodedEntry {
+    fn new(e: &AuditEntry) -> Self {
+        EncodedEntry {
+            seq: e.seq,
+            record: e.change.record.clone(),
+            hash: e.hash.clone(),
+            bytes: encode(&AuditEntryV1::from(e)),
+        }
+    }
 }
 
 impl Applied {
@@ -154,13 +205,23 @@ impl Applied {
                 .iter()
                 .map(|(id, fp)| (id.0, fp.clone()))
                 .collect(),
-            audit: self.audit.iter().map(AuditEntryV1::from).collect(),
+            audit: self.audit.iter().map(|e| e.bytes.clone()).collect(),
             next_incident: self.next_incident,
         }
     }
 
-    fn from_wal(w: WalBatchV1) -> Applied {
-        Applied {
+    fn from_wal(w: WalBatchV1) -> Result<Applied, String> {
+        let mut audit = Vec::with_capacity(w.audit.len());
+        for bytes in w.audit {
+            let e: AuditEntry = decode::<AuditEntryV1>(&bytes)?.into();
+            audit.push(EncodedEntry {
+                seq: e.seq,
+                record: e.change.record,
+                hash: e.hash,
+                bytes,
+            });
+        }
+        Ok(Applied {
             contents: w.contents,
             states: w.states.into_iter().map(|(fp, s)| (fp, s.into())).collect(),
             incidents: w.incidents.into_iter().map(Into::into).collect(),
@@ -174,9 +235,9 @@ impl Applied {
                 .into_iter()
                 .map(|(id, fp)| (IncidentId(id), fp))
                 .collect(),
-            audit: w.audit.into_iter().map(Into::into).collect(),
+            audit,
             next_incident: w.next_incident,
-        }
+        })
     }
 }
 
@@ -189,7 +250,7 @@ struct Overlay {
     incidents: BTreeMap<IncidentId, Incident>,
     keys: HashMap<String, IncidentId>,
     links: BTreeSet<(IncidentId, String)>,
-    audit: BTreeMap<u64, AuditEntry>,
+    audit: BTreeMap<u64, EncodedEntry>,
 }
 
 impl Overlay {
@@ -411,7 +472,12 @@ impl SledStore {
                 key: format!("record {i}"),
                 message,
             })?;
-            state.apply(Applied::from_wal(batch));
+            let applied = Applied::from_wal(batch).map_err(|message| StoreError::Corrupt {
+                tree: "wal",
+                key: format!("record {i}"),
+                message,
+            })?;
+            state.apply(applied);
         }
         if replayed > 0 {
             tracing::info!(
@@ -525,6 +591,7 @@ impl Inner {
             }
         }
         drop(st);
+        release_free_memory();
         self.wal
             .lock()
             .map_err(|_| lock_poisoned())?
@@ -539,44 +606,60 @@ impl Inner {
         audit_seq: u64,
         audit_hash: &str,
     ) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (fp, bytes) in &o.contents {
-            b.insert(fp.as_bytes(), bytes.as_slice());
-        }
-        self.t.alerts.apply_batch(b).map_err(io)?;
-        let mut b = sled::Batch::default();
-        for (fp, st) in &o.states {
-            b.insert(fp.as_bytes(), encode(&AlertStateV1::from(st)));
-        }
-        self.t.alert_state.apply_batch(b).map_err(io)?;
-        let mut b = sled::Batch::default();
-        for (id, i) in &o.incidents {
-            b.insert(&id.0.to_be_bytes(), encode(&IncidentV1::from(i)));
-        }
-        self.t.incidents.apply_batch(b).map_err(io)?;
-        let mut b = sled::Batch::default();
-        for (key, id) in &o.keys {
-            b.insert(key.as_bytes(), &id.0.to_be_bytes());
-        }
-        self.t.keys.apply_batch(b).map_err(io)?;
-        let mut b = sled::Batch::default();
-        for (id, fp) in &o.links {
-            b.insert(link_key(*id, fp), &[]);
-        }
-        self.t.incident_alerts.apply_batch(b).map_err(io)?;
-        let (mut entries, mut index) = (sled::Batch::default(), sled::Batch::default());
-        for (seq, e) in &o.audit {
-            entries.insert(&seq.to_be_bytes(), encode(&AuditEntryV1::from(e)));
-            index.insert(index_key(&e.change.record, *seq), &[]);
-        }
-        self.t.audit.apply_batch(entries).map_err(io)?;
-        self.t.audit_index.apply_batch(index).map_err(io)?;
+        let t = &self.t;
+        put_sorted(
+            &t.alerts,
+            o.contents
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_slice()))
+                .collect(),
+        )?;
+        let states: Vec<(Vec<u8>, Vec<u8>)> = o
+            .states
+            .iter()
+            .map(|(fp, st)| (fp.as_bytes().to_vec(), encode(&AlertStateV1::from(st))))
+            .collect();
+        put_sorted(&t.alert_state, states)?;
+        let incidents: Vec<(Vec<u8>, Vec<u8>)> = o
+            .incidents
+            .iter()
+            .map(|(id, i)| (id.0.to_be_bytes().to_vec(), encode(&IncidentV1::from(i))))
+            .collect();
+        put_sorted(&t.incidents, incidents)?;
+        put_sorted(
+            &t.keys,
+            o.keys
+                .iter()
+                .map(|(k, id)| (k.as_bytes().to_vec(), id.0.to_be_bytes()))
+                .collect(),
+        )?;
+        put_sorted(
+            &t.incident_alerts,
+            o.links
+                .iter()
+                .map(|(id, fp)| (link_key(*id, fp), [0u8; 0]))
+                .collect(),
+        )?;
+        put_sorted(
+            &t.audit,
+            o.audit
+                .iter()
+                .map(|(seq, e)| (seq.to_be_bytes().to_vec(), e.bytes.as_slice()))
+                .collect(),
+        )?;
+        put_sorted(
+            &t.audit_index,
+            o.audit
+                .iter()
+                .map(|(seq, e)| (index_key(&e.record, *seq), [0u8; 0]))
+                .collect(),
+        )?;
         let mut head = audit_seq.to_be_bytes().to_vec();
         head.extend_from_slice(audit_hash.as_bytes());
         let mut b = sled::Batch::default();
         b.insert(NEXT_INCIDENT, &next_incident.to_be_bytes());
         b.insert(AUDIT_HEAD, head);
-        self.t.meta.apply_batch(b).map_err(io)?;
+        t.meta.apply_batch(b).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
     }
@@ -795,8 +878,10 @@ impl Store for SledStore {
             entries.insert(e.seq, e);
         }
         for o in self.inner.state()?.overlays() {
-            for e in o.audit.values().filter(|e| e.change.record == record) {
-                entries.insert(e.seq, e.clone());
+            for e in o.audit.values().filter(|e| e.record == record) {
+                let entry: AuditEntry =
+                    decoded::<AuditEntryV1, _>("wal", record.as_bytes(), &e.bytes)?;
+                entries.insert(e.seq, entry);
             }
         }
         Ok(entries.into_values().collect())
@@ -842,7 +927,7 @@ impl Store for SledStore {
             seq += 1;
             let entry = AuditEntry::chain(seq, at, &actor, change, &hash);
             hash.clone_from(&entry.hash);
-            audit.push(entry);
+            audit.push(EncodedEntry::new(&entry));
         }
         let applied = Applied {
             contents: batch
