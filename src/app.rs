@@ -4,7 +4,7 @@
 //! Knows nothing of signals or the command line: `main` turns those into a
 //! [`CancellationToken`], so tests embed the whole daemon. Shutdown order: stop
 //! accepting and finish in-flight requests, let the correlation task drain its queue
-//! and flush the store, return.
+//! and checkpoint the store, return.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -98,7 +98,7 @@ impl Daemon {
                 tracing::info!("shutting down: finishing in-flight requests");
             })
             .await;
-        // Dropping the last queue handle lets correlation drain, flush and stop.
+        // Dropping the last queue handle lets correlation drain, checkpoint and stop.
         drop(self.state);
         let _ = self.correlation_finished.await;
         tracing::info!("stopped");

@@ -1,7 +1,7 @@
 //! The append-only audit log's entries and their hash chain.
 //!
 //! Pure: the core describes what changed as [`Change`]s; the store turns them into
-//! [`AuditEntry`]s inside the same transaction as the record change, chaining each
+//! [`AuditEntry`]s inside the same atomic commit as the record change, chaining each
 //! entry to the one before it with SHA-256 so that an edit or a removal shows.
 
 use jiff::Timestamp;

@@ -2,11 +2,12 @@
 //!
 //! It takes submissions (the alerts of one request) from a bounded channel, gathers
 //! whatever is waiting into a batch, runs the rules, applies the pure core's decisions
-//! against the store through an in-memory overlay, and writes the whole batch in one
-//! store transaction with one flush (group commit). Only then are the submitters
-//! answered, so a 200 means "durably stored and the rules run". It runs on its own OS
-//! thread because Rhai and sled are synchronous; it owns no signal handling and stops
-//! when every sender is gone, after the queue is drained.
+//! against the store through an in-memory overlay, and commits the whole batch as one
+//! atomic, durable store write (one log append and one fdatasync: group commit). Only
+//! then are the submitters answered, so a 200 means "durably stored and the rules run".
+//! It runs on its own OS thread because Rhai and the store are synchronous; it owns no
+//! signal handling and stops when every sender is gone, after the queue is drained and
+//! a last checkpoint.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,7 +117,7 @@ impl Correlator {
             }
         }
         if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "final store flush failed");
+            tracing::error!(error = %e, "final checkpoint failed; the next start replays the log");
         }
         tracing::debug!("correlation queue drained");
     }

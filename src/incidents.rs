@@ -3,7 +3,7 @@
 //!
 //! This module never does IO and never reads the clock: time comes in as an argument,
 //! and every state change is reported as an audit [`Change`] for the store to write
-//! in the same transaction as the record.
+//! in the same atomic commit as the record.
 
 use std::fmt;
 use std::str::FromStr;

@@ -132,7 +132,7 @@ impl Metrics {
             ),
             commit_duration: histogram(
                 "triaged_store_commit_duration_seconds",
-                "Time to write and flush one correlation batch",
+                "Time to commit one correlation batch (log append and fdatasync)",
                 vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
                 ],

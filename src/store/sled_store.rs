@@ -297,6 +297,8 @@ struct State {
     /// Hashes of every fingerprint the store holds: a miss here means a new alert, with
     /// no sled read (sled reads on the correlation thread are slow under checkpoints).
     known: HashSet<u64>,
+    /// False until the background scan has put every stored fingerprint in `known`.
+    known_complete: bool,
     /// Every correlation key with its latest incident (keys are few: one per group).
     keys: HashMap<String, IncidentId>,
     /// Open incidents already in sled, cached for correlation.
@@ -363,6 +365,8 @@ struct Inner {
     checkpointing: Mutex<()>,
     max_records: usize,
     wake: SyncSender<Signal>,
+    /// Set when the store is dropped: the index thread stops early.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// What the checkpoint thread is told.
@@ -375,6 +379,7 @@ enum Signal {
 pub struct SledStore {
     inner: Arc<Inner>,
     checkpointer: Option<JoinHandle<()>>,
+    indexer: Option<JoinHandle<()>>,
 }
 
 impl SledStore {
@@ -436,26 +441,15 @@ impl SledStore {
             frozen: None,
             clean: HashMap::new(),
             known: HashSet::new(),
+            known_complete: false,
             keys: HashMap::new(),
             open: HashMap::new(),
             next_incident,
             audit_seq,
             audit_hash,
         };
-        // The in-memory indexes: every fingerprint's hash and firing alerts' states,
-        // every correlation key.
-        for kv in t.alert_state.iter() {
-            let (k, v) = kv.map_err(io)?;
-            state
-                .known
-                .insert(fingerprint_hash(&String::from_utf8_lossy(&k)));
-            let st: AlertState = decoded::<AlertStateV1, _>("alert_state", &k, &v)?;
-            if st.status == AlertStatus::Firing {
-                state
-                    .clean
-                    .insert(String::from_utf8_lossy(&k).into_owned(), st);
-            }
-        }
+        // Every correlation key in memory now (few); the fingerprint index is built by
+        // a background thread so that a large store starts fast.
         for kv in t.keys.iter() {
             let (k, v) = kv.map_err(io)?;
             let id = IncidentId(u64_of("incident_keys", &k, &v)?);
@@ -496,6 +490,7 @@ impl SledStore {
             checkpointing: Mutex::new(()),
             max_records: settings.checkpoint_max_records,
             wake,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let worker = inner.clone();
         let interval = Duration::from_secs(settings.checkpoint_interval_secs);
@@ -503,9 +498,19 @@ impl SledStore {
             .name("store-checkpoint".into())
             .spawn(move || worker.checkpoint_loop(woken, interval))
             .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
+        let worker = inner.clone();
+        let indexer = std::thread::Builder::new()
+            .name("store-index".into())
+            .spawn(move || {
+                if let Err(e) = worker.index_fingerprints() {
+                    tracing::error!(error = %e, "cannot index stored alerts; lookups go to sled");
+                }
+            })
+            .map_err(|e| StoreError::Io(format!("cannot start the index thread: {e}")))?;
         Ok(SledStore {
             inner,
             checkpointer: Some(checkpointer),
+            indexer: Some(indexer),
         })
     }
 
@@ -517,6 +522,12 @@ impl SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.indexer.take() {
+            let _ = h.join();
+        }
         let _ = self.inner.wake.send(Signal::Stop);
         if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
@@ -527,6 +538,46 @@ impl Drop for SledStore {
 impl Inner {
     fn state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StoreError> {
         self.state.read().map_err(|_| lock_poisoned())
+    }
+
+    /// Fills `known` with every stored fingerprint and `clean` with the firing alerts'
+    /// states, in chunks so that commits are not held up, then marks `known` complete.
+    /// Until then a fingerprint missing from memory is looked up in sled.
+    fn index_fingerprints(&self) -> Result<(), StoreError> {
+        const CHUNK: usize = 4096;
+        let started = std::time::Instant::now();
+        let mut iter = self.t.alert_state.iter();
+        let mut total = 0usize;
+        loop {
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for kv in iter.by_ref().take(CHUNK) {
+                let (k, v) = kv.map_err(io)?;
+                let fp = String::from_utf8_lossy(&k).into_owned();
+                let st: AlertState = decoded::<AlertStateV1, _>("alert_state", &k, &v)?;
+                chunk.push((fp, st));
+            }
+            let done = chunk.len() < CHUNK;
+            total += chunk.len();
+            let mut state = self.state.write().map_err(|_| lock_poisoned())?;
+            for (fp, st) in chunk {
+                state.known.insert(fingerprint_hash(&fp));
+                if st.status == AlertStatus::Firing && state.find(|o| o.states.get(&fp)).is_none() {
+                    state.clean.entry(fp).or_insert(st);
+                }
+            }
+            if done {
+                state.known_complete = true;
+                tracing::debug!(
+                    alerts = total,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "stored alerts indexed"
+                );
+                return Ok(());
+            }
+        }
     }
 
     fn checkpoint_loop(&self, signals: mpsc::Receiver<Signal>, interval: Duration) {
@@ -685,7 +736,7 @@ impl Store for SledStore {
             {
                 return Ok(Some(s));
             }
-            if !st.known.contains(&fingerprint_hash(fingerprint)) {
+            if st.known_complete && !st.known.contains(&fingerprint_hash(fingerprint)) {
                 return Ok(None);
             }
         }
@@ -1154,6 +1205,36 @@ mod tests {
         store.checkpoint().unwrap();
         let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
         assert_eq!(wal_files, 1, "checkpointed segments are deleted");
+    }
+
+    #[test]
+    fn stored_alerts_are_found_before_and_after_the_background_index() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(&settings(dir.path())).unwrap();
+            store.commit(opening(1..200)).unwrap();
+            store.checkpoint().unwrap();
+        }
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        // Whether or not the index is complete yet, the answers are the same.
+        assert!(store.alert_state("f150").unwrap().is_some());
+        assert!(store.alert_state("missing").unwrap().is_none());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.inner.state().unwrap().known_complete {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "index never completed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(store.alert_state("f150").unwrap().is_some());
+        assert!(store.alert_state("f001").unwrap().is_some());
+        assert!(store.alert_state("missing").unwrap().is_none());
+        assert_eq!(store.inner.state().unwrap().known.len(), 199);
+        assert_eq!(
+            store.incident_for_key("key150").unwrap().unwrap().id,
+            IncidentId(150)
+        );
     }
 
     #[test]
