@@ -9,7 +9,8 @@
 //! signal handling and stops when every sender is gone, after the queue is drained and
 //! a last checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
 use crate::rules::{Outcome, Rules};
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
 
 /// Alerts named in one merged audit entry; the rest are counted.
@@ -93,6 +94,20 @@ pub fn start(
 
 impl Correlator {
     fn run(self, mut rx: mpsc::Receiver<Submission>) {
+        // Batches appended to the store but not yet synced: later batches read through
+        // them. The sync thread makes them durable, answers their senders and moves
+        // `synced` on; then they are visible in the store and dropped here.
+        let synced = Arc::new(AtomicU64::new(0));
+        let (to_sync, syncs) = std::sync::mpsc::channel::<Appended>();
+        let syncer = {
+            let (store, metrics, synced) =
+                (self.store.clone(), self.metrics.clone(), synced.clone());
+            std::thread::Builder::new()
+                .name("store-sync".into())
+                .spawn(move || sync_loop(&*store, &metrics, &synced, syncs))
+                .expect("the sync thread starts")
+        };
+        let mut inflight: VecDeque<Arc<InFlight>> = VecDeque::new();
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.alerts.len();
             let mut subs = vec![first];
@@ -107,42 +122,65 @@ impl Correlator {
             }
             self.metrics.queue_depth.sub(subs.len() as i64);
             self.metrics.batch_size.observe(count as f64);
-            let result = self.process(&subs, Timestamp::now());
-            if let Err(e) = &result {
-                self.metrics.store_errors.inc();
-                tracing::error!(error = %e, alerts = count, "correlation batch not stored; senders get 503");
+            let done = synced.load(Ordering::SeqCst);
+            while inflight.front().is_some_and(|f| f.ticket <= done) {
+                inflight.pop_front();
             }
-            for s in subs {
-                let _ = s.done.send(result.clone());
+            match self.process(&subs, &inflight, Timestamp::now()) {
+                Ok((view, tally)) => {
+                    let view = Arc::new(view);
+                    let ticket = view.ticket;
+                    inflight.push_back(view);
+                    let senders = subs.into_iter().map(|s| s.done).collect();
+                    if to_sync
+                        .send(Appended {
+                            ticket,
+                            senders,
+                            tally,
+                        })
+                        .is_err()
+                    {
+                        tracing::error!("the sync thread is gone");
+                    }
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    tracing::error!(error = %e, alerts = count, "correlation batch not stored; senders get 503");
+                    for s in subs {
+                        let _ = s.done.send(Err(e.clone()));
+                    }
+                }
             }
         }
+        drop(to_sync);
+        let _ = syncer.join();
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final checkpoint failed; the next start replays the log");
         }
         tracing::debug!("correlation queue drained");
     }
 
-    /// Applies one batch and commits it.
-    fn process(&self, subs: &[Submission], now: Timestamp) -> Result<(), Unavailable> {
+    /// Applies one batch and appends it to the store (not yet synced).
+    fn process(
+        &self,
+        subs: &[Submission],
+        inflight: &VecDeque<Arc<InFlight>>,
+        now: Timestamp,
+    ) -> Result<(InFlight, Tally), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
-        let start = self.store.next_incident_number().map_err(unavailable)?;
-        let mut pending = Pending::new(&*self.store, start);
+        let start = match inflight.back() {
+            Some(f) => f.next_incident,
+            None => self.store.next_incident_number().map_err(unavailable)?,
+        };
+        let mut pending = Pending::new(&*self.store, inflight, start);
         let mut tally = Tally::default();
         for alert in subs.iter().flat_map(|s| &s.alerts) {
             self.apply(&mut pending, alert, now, &mut tally)
                 .map_err(unavailable)?;
         }
-        let batch = pending.into_batch();
-        let started = Instant::now();
-        self.store.commit(batch).map_err(unavailable)?;
-        self.metrics
-            .commit_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.incidents_opened.inc_by(tally.opened);
-        self.metrics.incidents_reopened.inc_by(tally.reopened);
-        self.metrics.incidents_resolved.inc_by(tally.resolved);
-        self.metrics.alerts_dropped.inc_by(tally.dropped);
-        Ok(())
+        let (batch, mut view) = pending.into_batch();
+        view.ticket = self.store.append(batch).map_err(unavailable)?;
+        Ok((view, tally))
     }
 
     fn apply(
@@ -287,6 +325,64 @@ fn is_repeat(stored: &AlertState, alert: &Alert) -> bool {
     }
 }
 
+/// A batch appended to the store, waiting for its sync.
+struct Appended {
+    ticket: Ticket,
+    senders: Vec<oneshot::Sender<Result<(), Unavailable>>>,
+    tally: Tally,
+}
+
+/// What an appended batch changed, for the batches after it to read until it is
+/// synced and visible in the store.
+#[derive(Default)]
+struct InFlight {
+    ticket: Ticket,
+    states: HashMap<String, AlertState>,
+    incidents: HashMap<IncidentId, Incident>,
+    keys: HashMap<String, IncidentId>,
+    next_incident: u64,
+}
+
+/// Syncs appended batches, many per fdatasync (group commit), and answers their
+/// senders: 200 only once the batch is durable.
+fn sync_loop(
+    store: &dyn Store,
+    metrics: &Metrics,
+    synced: &AtomicU64,
+    batches: std::sync::mpsc::Receiver<Appended>,
+) {
+    while let Ok(first) = batches.recv() {
+        let mut group = vec![first];
+        group.extend(batches.try_iter());
+        let upto = group.iter().map(|a| a.ticket).max().expect("one at least");
+        let started = Instant::now();
+        let result = store.sync(upto).map_err(|e| Unavailable(e.to_string()));
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(()) => {
+                synced.store(upto, Ordering::SeqCst);
+                for a in &group {
+                    metrics.incidents_opened.inc_by(a.tally.opened);
+                    metrics.incidents_reopened.inc_by(a.tally.reopened);
+                    metrics.incidents_resolved.inc_by(a.tally.resolved);
+                    metrics.alerts_dropped.inc_by(a.tally.dropped);
+                }
+            }
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::error!(error = %e, batches = group.len(), "store sync failed; senders get 503");
+            }
+        }
+        for a in group {
+            for s in a.senders {
+                let _ = s.send(result.clone());
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     opened: u64,
@@ -298,6 +394,8 @@ struct Tally {
 /// A batch being prepared: reads go through the changes made so far in the batch.
 struct Pending<'a> {
     store: &'a dyn Store,
+    /// Appended, not yet synced batches, oldest first: read newest first.
+    inflight: &'a VecDeque<Arc<InFlight>>,
     states: HashMap<String, AlertState>,
     contents: HashMap<String, Alert>,
     incidents: HashMap<IncidentId, Incident>,
@@ -313,9 +411,10 @@ struct Pending<'a> {
 }
 
 impl<'a> Pending<'a> {
-    fn new(store: &'a dyn Store, next: u64) -> Self {
+    fn new(store: &'a dyn Store, inflight: &'a VecDeque<Arc<InFlight>>, next: u64) -> Self {
         Pending {
             store,
+            inflight,
             states: HashMap::new(),
             contents: HashMap::new(),
             incidents: HashMap::new(),
@@ -330,37 +429,52 @@ impl<'a> Pending<'a> {
     }
 
     fn state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
-        match self.states.get(fingerprint) {
-            Some(s) => Ok(Some(s.clone())),
-            None => self.store.alert_state(fingerprint),
+        if let Some(s) = self.states.get(fingerprint) {
+            return Ok(Some(s.clone()));
         }
+        if let Some(s) = self
+            .inflight
+            .iter()
+            .rev()
+            .find_map(|f| f.states.get(fingerprint))
+        {
+            return Ok(Some(s.clone()));
+        }
+        self.store.alert_state(fingerprint)
     }
 
     /// The incident, loaded into the batch on first use.
     fn incident_mut(&mut self, id: IncidentId) -> Result<&mut Incident, StoreError> {
         if !self.incidents.contains_key(&id) {
-            let inc = self
-                .store
-                .incident(id)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    tree: "incidents",
-                    key: id.to_string(),
-                    message: "an alert is attached to an incident that does not exist".into(),
-                })?;
+            let inflight = self
+                .inflight
+                .iter()
+                .rev()
+                .find_map(|f| f.incidents.get(&id).cloned());
+            let inc = match inflight {
+                Some(inc) => Some(inc),
+                None => self.store.incident(id)?,
+            };
+            let inc = inc.ok_or_else(|| StoreError::Corrupt {
+                tree: "incidents",
+                key: id.to_string(),
+                message: "an alert is attached to an incident that does not exist".into(),
+            })?;
             self.incidents.insert(id, inc);
         }
         Ok(self.incidents.get_mut(&id).expect("just inserted"))
     }
 
     fn incident_for_key(&mut self, key: &str) -> Result<Option<Incident>, StoreError> {
-        let id = match self.keys.get(key) {
-            Some(id) => *id,
+        let known = self
+            .keys
+            .get(key)
+            .or_else(|| self.inflight.iter().rev().find_map(|f| f.keys.get(key)))
+            .copied();
+        let id = match known {
+            Some(id) => id,
             None => match self.store.incident_for_key(key)? {
-                Some(inc) => {
-                    let id = inc.id;
-                    self.incidents.entry(id).or_insert(inc);
-                    id
-                }
+                Some(inc) => inc.id,
                 None => return Ok(None),
             },
         };
@@ -419,7 +533,9 @@ impl<'a> Pending<'a> {
         self.audit.push((at, actor.to_string(), change));
     }
 
-    fn into_batch(mut self) -> Batch {
+    /// The batch to append, and what later batches must read from it until it is
+    /// synced (its ticket is set once appended).
+    fn into_batch(mut self) -> (Batch, InFlight) {
         for (i, (count, shown)) in self.merged {
             let more = count.saturating_sub(shown.len());
             let mut detail = format!("{count} alert(s): {}", shown.join(", "));
@@ -428,7 +544,14 @@ impl<'a> Pending<'a> {
             }
             self.audit[i].2.detail = Some(detail);
         }
-        Batch {
+        let view = InFlight {
+            ticket: 0,
+            states: self.states.clone(),
+            incidents: self.incidents.clone(),
+            keys: self.keys.clone(),
+            next_incident: self.next,
+        };
+        let batch = Batch {
             alert_contents: self.contents.into_values().collect(),
             alert_states: self.states.into_iter().collect(),
             incidents: self.incidents.into_values().collect(),
@@ -437,6 +560,7 @@ impl<'a> Pending<'a> {
             keys: self.keys.into_iter().collect(),
             attachments: self.attachments,
             audit: self.audit,
-        }
+        };
+        (batch, view)
     }
 }

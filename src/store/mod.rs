@@ -42,6 +42,9 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// Where an appended batch stands in the store's log; later batches get higher tickets.
+pub type Ticket = u64;
+
 /// One atomic, durable write: every record change of a correlation batch with its
 /// audit entries.
 #[derive(Debug, Default)]
@@ -128,8 +131,17 @@ pub trait Store: Send + Sync + 'static {
     /// The number the next incident will get.
     fn next_incident_number(&self) -> Result<u64, StoreError>;
     fn counts(&self) -> Result<Counts, StoreError>;
+    /// Writes the batch atomically, without waiting for the disk; it becomes durable and
+    /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A
+    /// batch is validated against the batches appended before it, durable or not.
+    fn append(&self, batch: Batch) -> Result<Ticket, StoreError>;
+    /// Returns once every batch appended up to `upto` is durable and visible.
+    fn sync(&self, upto: Ticket) -> Result<(), StoreError>;
     /// Writes the batch atomically and returns once it is durable.
-    fn commit(&self, batch: Batch) -> Result<(), StoreError>;
+    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let ticket = self.append(batch)?;
+        self.sync(ticket)
+    }
     /// Moves everything committed to its final place (at shutdown, so that the next
     /// start has nothing to replay). Committed data is durable without it.
     fn flush(&self) -> Result<(), StoreError>;

@@ -29,7 +29,7 @@ use sled::Tree;
 
 use super::records::{decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, WalBatchV1};
 use super::wal::{Wal, WalError};
-use super::{Batch, Counts, StatusFilter, Store, StoreError};
+use super::{Batch, Counts, StatusFilter, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::config::StoreSettings;
@@ -356,10 +356,48 @@ struct Trees {
     meta: Tree,
 }
 
+/// The log and the head of what has been appended to it (durable or not yet).
+struct Log {
+    wal: Wal,
+    next_incident: u64,
+    audit_seq: u64,
+    audit_hash: String,
+    /// The last ticket handed out.
+    ticket: Ticket,
+    /// Set after a write or sync of the log failed: what was written since is in an
+    /// unknown state, so every later write is refused until a restart (which replays
+    /// what did reach the disk).
+    failed: Option<String>,
+}
+
+impl Log {
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Io(format!(
+                "the write-ahead log failed earlier ({why}); restart triaged"
+            ))),
+        }
+    }
+
+    fn fail(&mut self, e: WalError) -> StoreError {
+        let e = wal_err(e);
+        self.failed = Some(e.to_string());
+        e
+    }
+}
+
 struct Inner {
     db: sled::Db,
     t: Trees,
-    wal: Mutex<Wal>,
+    log: Mutex<Log>,
+    /// Appended batches not yet known durable, oldest first; applied to the overlay
+    /// by the sync that covers them. Lock order: `log`, `pending`, `state`.
+    pending: Mutex<std::collections::VecDeque<(Ticket, Applied)>>,
+    /// The highest ticket applied to the overlay.
+    durable: std::sync::atomic::AtomicU64,
+    /// One log sync at a time.
+    syncing: Mutex<()>,
     state: RwLock<State>,
     /// Held for the whole of a checkpoint: one at a time.
     checkpointing: Mutex<()>,
@@ -485,7 +523,17 @@ impl SledStore {
         let inner = Arc::new(Inner {
             db,
             t,
-            wal: Mutex::new(wal),
+            log: Mutex::new(Log {
+                wal,
+                next_incident: state.next_incident,
+                audit_seq: state.audit_seq,
+                audit_hash: state.audit_hash.clone(),
+                ticket: 0,
+                failed: None,
+            }),
+            pending: Mutex::new(std::collections::VecDeque::new()),
+            durable: std::sync::atomic::AtomicU64::new(0),
+            syncing: Mutex::new(()),
             state: RwLock::new(state),
             checkpointing: Mutex::new(()),
             max_records: settings.checkpoint_max_records,
@@ -592,18 +640,70 @@ impl Inner {
         }
     }
 
+    /// Applies the pending batches up to `upto` (known durable) to the overlay.
+    fn apply_pending(&self, upto: Ticket) -> Result<(), StoreError> {
+        let mut pending = self.pending.lock().map_err(|_| lock_poisoned())?;
+        let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+        while pending.front().is_some_and(|(t, _)| *t <= upto) {
+            let (_, applied) = pending.pop_front().expect("checked");
+            st.apply(applied);
+        }
+        self.durable
+            .fetch_max(upto, std::sync::atomic::Ordering::SeqCst);
+        if st.live.len() >= self.max_records {
+            let _ = self.wake.try_send(Signal::Grown);
+        }
+        Ok(())
+    }
+
+    /// Makes every batch appended up to `upto` durable (one fdatasync covers all that
+    /// were written before it) and visible to reads.
+    fn sync(&self, upto: Ticket) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.durable.load(Ordering::SeqCst) >= upto {
+            return Ok(());
+        }
+        let _one = self.syncing.lock().map_err(|_| lock_poisoned())?;
+        if self.durable.load(Ordering::SeqCst) >= upto {
+            return Ok(());
+        }
+        let (file, target) = {
+            let log = self.log.lock().map_err(|_| lock_poisoned())?;
+            log.check()?;
+            (log.wal.sync_handle(), log.ticket)
+        };
+        // Without the log lock: appends go on while the disk syncs. Batches written
+        // after `target` may be covered too; they are applied by a later sync.
+        if let Err(e) = file.sync_data() {
+            let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
+            return Err(log.fail(WalError::Io {
+                path: "wal".into(),
+                source: e,
+            }));
+        }
+        self.apply_pending(target)
+    }
+
     fn checkpoint(&self) -> Result<(), StoreError> {
         let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
         let (frozen, kept, next_incident, audit_seq, audit_hash) = {
-            let mut wal = self.wal.lock().map_err(|_| lock_poisoned())?;
+            let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
+            log.check()?;
+            // Rotating syncs the log: everything appended is durable, so it joins the
+            // overlay before the overlay is frozen (the older segments are cut after
+            // the checkpoint, so nothing in them may be left out of it).
+            let kept = match log.wal.rotate() {
+                Ok(kept) => kept,
+                Err(e) => return Err(log.fail(e)),
+            };
+            let last = log.ticket;
+            self.apply_pending(last)?;
             let mut st = self.state.write().map_err(|_| lock_poisoned())?;
             if st.live.len() == 0 {
                 // Everything older segments held is in sled already.
-                let current = wal.rotate().map_err(wal_err)?;
                 drop(st);
-                return wal.remove_before(current).map_err(wal_err);
+                return log.wal.remove_before(kept).map_err(wal_err);
             }
-            let kept = wal.rotate().map_err(wal_err)?;
             let frozen = Arc::new(std::mem::take(&mut st.live));
             st.frozen = Some(frozen.clone());
             (
@@ -643,9 +743,10 @@ impl Inner {
         }
         drop(st);
         release_free_memory();
-        self.wal
+        self.log
             .lock()
             .map_err(|_| lock_poisoned())?
+            .wal
             .remove_before(kept)
             .map_err(wal_err)
     }
@@ -950,20 +1051,18 @@ impl Store for SledStore {
         })
     }
 
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+    fn append(&self, batch: Batch) -> Result<Ticket, StoreError> {
         let inner = &*self.inner;
+        if batch.is_empty() {
+            return Ok(inner.durable.load(std::sync::atomic::Ordering::SeqCst));
+        }
         if inner.state()?.live.len() >= inner.max_records * HARD_LIMIT_FACTOR {
             // The background checkpoint is behind: do one here (backpressure).
             inner.checkpoint()?;
         }
-        let mut wal = inner.wal.lock().map_err(|_| lock_poisoned())?;
-        let (current, mut seq, mut hash) = {
-            let st = inner.state()?;
-            (st.next_incident, st.audit_seq, st.audit_hash.clone())
-        };
+        let mut log = inner.log.lock().map_err(|_| lock_poisoned())?;
+        log.check()?;
+        let current = log.next_incident;
         let next_incident = match batch.incident_counter {
             Some((expected, next)) if expected == current => next,
             Some((expected, _)) => {
@@ -973,6 +1072,7 @@ impl Store for SledStore {
             }
             None => current,
         };
+        let (mut seq, mut hash) = (log.audit_seq, log.audit_hash.clone());
         let mut audit = Vec::with_capacity(batch.audit.len());
         for (at, actor, change) in batch.audit {
             seq += 1;
@@ -993,18 +1093,29 @@ impl Store for SledStore {
             audit,
             next_incident,
         };
-        wal.append(&encode(&applied.to_wal())).map_err(wal_err)?;
-        let size = {
-            let mut st = inner.state.write().map_err(|_| lock_poisoned())?;
-            st.apply(applied);
-            st.live.len()
-        };
-        let segment_bytes = wal.segment_bytes();
-        drop(wal);
-        if size >= inner.max_records || segment_bytes >= MAX_SEGMENT_BYTES {
+        if let Err(e) = log.wal.write(&encode(&applied.to_wal())) {
+            return Err(log.fail(e));
+        }
+        log.next_incident = next_incident;
+        log.audit_seq = seq;
+        log.audit_hash = hash;
+        log.ticket += 1;
+        let ticket = log.ticket;
+        inner
+            .pending
+            .lock()
+            .map_err(|_| lock_poisoned())?
+            .push_back((ticket, applied));
+        let segment_bytes = log.wal.segment_bytes();
+        drop(log);
+        if segment_bytes >= MAX_SEGMENT_BYTES {
             let _ = inner.wake.try_send(Signal::Grown);
         }
-        Ok(())
+        Ok(ticket)
+    }
+
+    fn sync(&self, upto: Ticket) -> Result<(), StoreError> {
+        self.inner.sync(upto)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -1235,6 +1346,38 @@ mod tests {
             store.incident_for_key("key150").unwrap().unwrap().id,
             IncidentId(150)
         );
+    }
+
+    #[test]
+    fn appended_batches_become_visible_with_the_sync_that_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        let first = store.append(opening(1..3)).unwrap();
+        // Validated against what was appended, not what is durable yet.
+        let second = store.append(opening(3..5)).unwrap();
+        assert!(second > first);
+        assert!(
+            store.incident(IncidentId(1)).unwrap().is_none(),
+            "not visible before its sync"
+        );
+        assert_eq!(store.next_incident_number().unwrap(), 1);
+        store.sync(second).unwrap();
+        assert_eq!(
+            ids(store.list_incidents(StatusFilter::Any, 10).unwrap()),
+            vec![4, 3, 2, 1]
+        );
+        assert_eq!(store.next_incident_number().unwrap(), 5);
+        store.sync(first).unwrap();
+        let err = store.append(opening(4..5)).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        // A checkpoint takes appended batches along.
+        let third = store.append(opening(5..6)).unwrap();
+        store.checkpoint().unwrap();
+        assert!(store.incident(IncidentId(5)).unwrap().is_some());
+        store.sync(third).unwrap();
+        drop(store);
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        assert_eq!(store.next_incident_number().unwrap(), 6);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const HEADER: usize = 8;
 /// A record larger than this is damage, not data (a batch is far smaller).
@@ -38,7 +39,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
 
 pub struct Wal {
     dir: PathBuf,
-    file: File,
+    /// Shared so that a sync can run without holding the log (appends go on meanwhile).
+    file: Arc<File>,
     segment: u64,
     /// Bytes in the current segment.
     bytes: u64,
@@ -142,7 +144,7 @@ impl Wal {
         }
         let segment = existing.last().map_or(1, |n| n + 1);
         let wal = Wal {
-            file: Wal::create(dir, segment)?,
+            file: Arc::new(Wal::create(dir, segment)?),
             dir: dir.to_path_buf(),
             segment,
             bytes: 0,
@@ -163,7 +165,15 @@ impl Wal {
     }
 
     /// Appends one record and returns once it is on disk.
+    #[cfg(test)]
     pub fn append(&mut self, payload: &[u8]) -> Result<(), WalError> {
+        self.write(payload)?;
+        self.sync()
+    }
+
+    /// Writes one record without waiting for the disk; [`Wal::sync`] or a sync of
+    /// [`Wal::sync_handle`] makes it durable.
+    pub fn write(&mut self, payload: &[u8]) -> Result<(), WalError> {
         let path = segment_path(&self.dir, self.segment);
         let len = u32::try_from(payload.len())
             .ok()
@@ -177,11 +187,7 @@ impl Wal {
         self.buf
             .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.buf.extend_from_slice(payload);
-        let result = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|_| self.file.sync_data());
-        if let Err(e) = result {
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
             // A partial write may be on disk: cut it off so that the next record does
             // not follow garbage (the record was not acknowledged).
             let _ = self.file.set_len(self.bytes);
@@ -191,16 +197,30 @@ impl Wal {
         Ok(())
     }
 
+    /// Waits until every record written so far is on disk.
+    pub fn sync(&self) -> Result<(), WalError> {
+        self.file
+            .sync_data()
+            .map_err(io_err(&segment_path(&self.dir, self.segment)))
+    }
+
+    /// The current segment's file, to sync without holding the log. Records in older
+    /// segments were synced when the log rotated.
+    pub fn sync_handle(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     /// Bytes in the current segment.
     pub fn segment_bytes(&self) -> u64 {
         self.bytes
     }
 
-    /// Starts a new segment; returns its number: every record before it is in older
-    /// segments.
+    /// Syncs the current segment and starts a new one; returns its number: every
+    /// record before it is in older, synced segments.
     pub fn rotate(&mut self) -> Result<u64, WalError> {
+        self.sync()?;
         let next = self.segment + 1;
-        self.file = Wal::create(&self.dir, next)?;
+        self.file = Arc::new(Wal::create(&self.dir, next)?);
         self.segment = next;
         self.bytes = 0;
         Ok(next)
