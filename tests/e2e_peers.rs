@@ -53,19 +53,6 @@ impl Drop for Peer {
     }
 }
 
-async fn ready(client: &reqwest::Client, url: String, what: &str) {
-    wait_for(60, what, || {
-        let req = client.get(&url).send();
-        async move {
-            req.await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        }
-    })
-    .await
-}
-
 async fn incidents(d: &Daemon) -> Vec<Value> {
     let resp = d
         .client
@@ -154,18 +141,10 @@ receivers:
         dir.path(),
     ));
     let client = reqwest::Client::new();
-    ready(
-        &client,
-        format!("http://127.0.0.1:{am_port}/-/ready"),
-        "alertmanager ready",
-    )
-    .await;
-    ready(
-        &client,
-        format!("http://127.0.0.1:{prom_port}/-/ready"),
-        "prometheus ready",
-    )
-    .await;
+    let am_ready = format!("http://127.0.0.1:{am_port}/-/ready");
+    wait_ready(&client, &am_ready, 60, "alertmanager ready").await;
+    let prom_ready = format!("http://127.0.0.1:{prom_port}/-/ready");
+    wait_ready(&client, &prom_ready, 60, "prometheus ready").await;
 
     let started = std::time::Instant::now();
     // Prometheus fires, Alertmanager notifies, triaged opens INC-1 with the alert.

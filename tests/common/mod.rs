@@ -173,6 +173,20 @@ where
     }
 }
 
+/// Polls `url` until it answers 2xx, for at most `secs` seconds.
+pub async fn wait_ready(client: &reqwest::Client, url: &str, secs: u64, what: &str) {
+    wait_for(secs, what, || {
+        let req = client.get(url).send();
+        async move {
+            req.await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -217,17 +231,12 @@ impl Child {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
         };
-        let client = reqwest::Client::new();
-        let url = child.url("/readyz");
-        wait_for(30, "triaged to be ready", || {
-            let req = client.get(&url).send();
-            async move {
-                req.await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
+        wait_ready(
+            &reqwest::Client::new(),
+            &child.url("/readyz"),
+            30,
+            "triaged to be ready",
+        )
         .await;
         child
     }
