@@ -10,6 +10,23 @@ use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use triaged::config::{Overrides, Settings};
+
+/// jemalloc instead of glibc's malloc: the ingest path allocates on the HTTP workers
+/// and frees on the correlation thread; glibc spent ~40 % of the daemon's CPU in
+/// malloc/free under load (perf) and kept freed memory. BENCHMARKS.md has the figures.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main`: a background thread returns freed pages to
+/// the system after a second, so RSS follows what is live rather than the peak.
+#[export_name = "_rjem_malloc_conf"]
+static MALLOC_CONF: MallocConf =
+    MallocConf(c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+#[repr(transparent)]
+struct MallocConf(*const std::ffi::c_char);
+// SAFETY: a pointer to an immutable, 'static, NUL-terminated string.
+unsafe impl Sync for MallocConf {}
 use triaged::rules::Rules;
 
 #[derive(Parser)]

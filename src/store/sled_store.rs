@@ -113,16 +113,6 @@ fn put_sorted<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     Ok(())
 }
 
-/// Hands memory freed by a checkpoint back to the system. glibc keeps freed heap
-/// pages of its arenas otherwise, and RSS would stay at the overlay's high-water mark.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Opens sled, waiting up to 5 s for the directory lock: sled releases it from a
 /// background thread after the previous owner (an exiting daemon, or a store dropped
 /// in this process) has gone.
@@ -742,7 +732,6 @@ impl Inner {
             }
         }
         drop(st);
-        release_free_memory();
         self.log
             .lock()
             .map_err(|_| lock_poisoned())?
