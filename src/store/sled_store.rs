@@ -3,14 +3,16 @@
 //!
 //! Why not write each batch into sled directly: a sled insert costs ~8–15 µs of CPU
 //! (measured here, see BENCHMARKS.md), so an alert storm would be bounded by sled at a
-//! few tens of thousands of writes per second. Instead a commit is one sequential,
-//! fsynced append to the log (`wal`), after which the batch is applied to the overlay;
-//! a checkpoint (in the background, on a timer or when the overlay grows) writes the
-//! overlay's latest version of each record into sled once, however often it changed,
-//! flushes sled, and deletes the log segments it covered. Reads look in the overlay
-//! first, then in sled. On open the log is replayed into the overlay.
+//! few tens of thousands of writes per second. Instead a batch is appended to the log
+//! (`wal`) and, once a sync (one fdatasync for every batch written before it) has made
+//! it durable, applied to the overlay; a checkpoint (in the background, on a timer or
+//! when the overlay grows) writes the overlay's latest version of each record into
+//! sled once, however often it changed, flushes sled, and deletes the log segments it
+//! covered. Reads look in the overlay first, then in sled. On open the log is replayed
+//! into the overlay.
 //!
-//! sled trees: `alerts` (fingerprint → alert), `incidents` (id → incident),
+//! sled trees: `alerts` (fingerprint → content), `alert_state` (fingerprint → state),
+//! `incidents` (id → incident),
 //! `incident_keys` (correlation key → latest incident id), `incident_alerts`
 //! (id ++ fingerprint), `audit` (seq → entry), `audit_index` (record ++ 0 ++ seq) and
 //! `meta` (schema version, incident counter, audit chain head as of the last
