@@ -1305,8 +1305,20 @@ mod tests {
             .windows(2)
             .all(|w| w[1].prev_hash == w[0].hash && w[1].seq == w[0].seq + 1));
         store.checkpoint().unwrap();
-        let wal_files = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
-        assert_eq!(wal_files, 1, "checkpointed segments are deleted");
+        let mut wal_files: Vec<String> = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        wal_files.sort();
+        assert_eq!(
+            wal_files.len(),
+            2,
+            "checkpointed segments are deleted: {wal_files:?}"
+        );
+        assert_eq!(
+            wal_files[1], "spare.wal",
+            "the newest deleted one is kept for reuse"
+        );
     }
 
     #[test]

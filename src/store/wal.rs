@@ -1,22 +1,34 @@
 //! The write-ahead log: what makes a commit durable.
 //!
-//! A commit appends one framed record (`u32` length, `u32` CRC-32, payload) to the
-//! current segment file and `fdatasync`s it: one sequential write per correlation batch,
-//! however many alerts it holds. Segments are `wal/<16 hex digits>.wal`, numbered up;
-//! a checkpoint rotates to a new segment, writes what the older ones hold into sled and
+//! A batch is one framed record (`u32` length, `u32` CRC-32, `u64` segment number,
+//! payload; the CRC covers the segment number and the payload) written to the current
+//! segment file; a sync (`fdatasync`) makes everything written so far durable, so one
+//! sync serves many batches. Segments are `wal/<16 hex digits>.wal`, numbered up; a
+//! checkpoint rotates to a new segment, writes what the older ones hold into sled and
 //! then deletes them, oldest first, so that the segments on disk are always a
-//! contiguous suffix of the log. A torn record at the end of the newest segment (a
-//! crash mid-append, never acknowledged) is cut off on open; damage anywhere else is an
+//! contiguous suffix of the log.
+//!
+//! Segment files are preallocated (written with zeros) and the newest deleted one is
+//! kept as `spare.wal` and reused for the next segment: overwriting allocated blocks
+//! lets `fdatasync` skip the file-size metadata update an append needs (measured here:
+//! 0.21 instead of 0.33 ms per sync under load, BENCHMARKS.md). A segment therefore
+//! ends at the first record whose segment number is not its own (zeros, or a record
+//! of the file's previous life). A torn record at the end of the newest segment (a
+//! crash mid-write, never acknowledged) is cut off on open; damage anywhere else is an
 //! error, never silently skipped.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const HEADER: usize = 8;
+const HEADER: usize = 16;
 /// A record larger than this is damage, not data (a batch is far smaller).
 const MAX_RECORD: u32 = 1 << 30;
+/// Bytes written with zeros when a segment is created without a spare to reuse.
+const PREALLOCATE: usize = 16 * 1024 * 1024;
+const SPARE: &str = "spare.wal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -42,7 +54,7 @@ pub struct Wal {
     /// Shared so that a sync can run without holding the log (appends go on meanwhile).
     file: Arc<File>,
     segment: u64,
-    /// Bytes in the current segment.
+    /// Bytes of records in the current segment: where the next one is written.
     bytes: u64,
     /// Reused frame buffer.
     buf: Vec<u8>,
@@ -52,7 +64,7 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:016x}.wal"))
 }
 
-/// Segment numbers present in `dir`, ascending.
+/// Segment numbers present in `dir`, ascending (`spare.wal` is not one).
 fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -61,6 +73,7 @@ fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
         let name = name.to_string_lossy();
         if let Some(n) = name
             .strip_suffix(".wal")
+            .filter(|h| h.len() == 16)
             .and_then(|h| u64::from_str_radix(h, 16).ok())
         {
             out.push(n);
@@ -76,39 +89,48 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
         .map_err(io_err(dir))
 }
 
-/// Reads the records of one segment. With `last`, a torn tail is cut off (and the file
+fn crc(segment: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&segment.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Reads the records of segment `n`. With `last`, a torn tail is cut off (the file
 /// truncated to its last whole record); otherwise it is damage.
-fn read_segment(path: &Path, last: bool, out: &mut Vec<Vec<u8>>) -> Result<(), WalError> {
+fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Result<(), WalError> {
+    let path = segment_path(dir, n);
     let mut data = Vec::new();
-    File::open(path)
+    File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(io_err(path))?;
+        .map_err(io_err(&path))?;
     let mut pos = 0usize;
-    while pos < data.len() {
-        let problem = if data.len() - pos < HEADER {
-            Some("truncated record header")
+    while data.len() - pos >= HEADER {
+        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes"));
+        let sum = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        let segment = u64::from_le_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes"));
+        if segment != n {
+            // Zeros of the preallocation, or a record of the file's previous life.
+            return Ok(());
+        }
+        let problem = if len > MAX_RECORD {
+            Some("impossible record length")
+        } else if data.len() - pos - HEADER < len as usize {
+            Some("truncated record")
         } else {
-            let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().expect("4 bytes"));
-            if len > MAX_RECORD {
-                Some("impossible record length")
-            } else if data.len() - pos - HEADER < len as usize {
-                Some("truncated record")
+            let payload = &data[pos + HEADER..pos + HEADER + len as usize];
+            if crc(segment, payload) != sum {
+                Some("checksum mismatch")
             } else {
-                let payload = &data[pos + HEADER..pos + HEADER + len as usize];
-                if crc32fast::hash(payload) != crc {
-                    Some("checksum mismatch")
-                } else {
-                    out.push(payload.to_vec());
-                    pos += HEADER + len as usize;
-                    None
-                }
+                out.push(payload.to_vec());
+                pos += HEADER + len as usize;
+                None
             }
         };
         if let Some(message) = problem {
             if !last {
                 return Err(WalError::Damaged {
-                    path: path.to_path_buf(),
+                    path,
                     offset: pos as u64,
                     message: message.to_string(),
                 });
@@ -117,12 +139,12 @@ fn read_segment(path: &Path, last: bool, out: &mut Vec<Vec<u8>>) -> Result<(), W
                 "cutting off a torn write-ahead log tail (a write that was never acknowledged)");
             let f = OpenOptions::new()
                 .write(true)
-                .open(path)
-                .map_err(io_err(path))?;
+                .open(&path)
+                .map_err(io_err(&path))?;
             f.set_len(pos as u64)
                 .and_then(|_| f.sync_all())
-                .map_err(io_err(path))?;
-            break;
+                .map_err(io_err(&path))?;
+            return Ok(());
         }
     }
     Ok(())
@@ -136,11 +158,7 @@ impl Wal {
         let existing = segments(dir)?;
         let mut records = Vec::new();
         for (i, n) in existing.iter().enumerate() {
-            read_segment(
-                &segment_path(dir, *n),
-                i + 1 == existing.len(),
-                &mut records,
-            )?;
+            read_segment(dir, *n, i + 1 == existing.len(), &mut records)?;
         }
         let segment = existing.last().map_or(1, |n| n + 1);
         let wal = Wal {
@@ -153,11 +171,25 @@ impl Wal {
         Ok((wal, records))
     }
 
+    /// Segment `n`'s file: the spare renamed, or a new preallocated one.
     fn create(dir: &Path, n: u64) -> Result<File, WalError> {
         let path = segment_path(dir, n);
+        let spare = dir.join(SPARE);
+        if spare.exists() {
+            fs::rename(&spare, &path).map_err(io_err(&path))?;
+        } else {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            file.write_all(&vec![0u8; PREALLOCATE])
+                .and_then(|_| file.sync_all())
+                .map_err(io_err(&path))?;
+        }
         let file = OpenOptions::new()
-            .create(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
         sync_dir(dir)?;
@@ -185,14 +217,14 @@ impl Wal {
         self.buf.clear();
         self.buf.extend_from_slice(&len.to_le_bytes());
         self.buf
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            .extend_from_slice(&crc(self.segment, payload).to_le_bytes());
+        self.buf.extend_from_slice(&self.segment.to_le_bytes());
         self.buf.extend_from_slice(payload);
-        if let Err(e) = (&*self.file).write_all(&self.buf) {
-            // A partial write may be on disk: cut it off so that the next record does
-            // not follow garbage (the record was not acknowledged).
-            let _ = self.file.set_len(self.bytes);
-            return Err(WalError::Io { path, source: e });
-        }
+        // A partial write (an error here) leaves a record that fails its checksum; the
+        // caller refuses every later write, and the next open cuts it off.
+        self.file
+            .write_all_at(&self.buf, self.bytes)
+            .map_err(|e| WalError::Io { path, source: e })?;
         self.bytes += self.buf.len() as u64;
         Ok(())
     }
@@ -226,11 +258,21 @@ impl Wal {
         Ok(next)
     }
 
-    /// Deletes the segments numbered below `segment`, oldest first.
+    /// Deletes the segments numbered below `segment`, oldest first; the newest of
+    /// them becomes the spare for the next segment, unless there is one already.
     pub fn remove_before(&self, segment: u64) -> Result<(), WalError> {
-        for n in segments(&self.dir)?.into_iter().filter(|n| *n < segment) {
-            let path = segment_path(&self.dir, n);
-            fs::remove_file(&path).map_err(io_err(&path))?;
+        let old: Vec<u64> = segments(&self.dir)?
+            .into_iter()
+            .filter(|n| *n < segment)
+            .collect();
+        let spare = self.dir.join(SPARE);
+        for (i, n) in old.iter().enumerate() {
+            let path = segment_path(&self.dir, *n);
+            if i + 1 == old.len() && !spare.exists() {
+                fs::rename(&path, &spare).map_err(io_err(&path))?;
+            } else {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
         }
         sync_dir(&self.dir)
     }
@@ -259,20 +301,44 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_segment_file_does_not_bring_back_old_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        for i in 0..50u8 {
+            wal.append(&[i; 100]).unwrap();
+        }
+        let kept = wal.rotate().unwrap();
+        wal.remove_before(kept).unwrap();
+        assert!(
+            dir.path().join(SPARE).exists(),
+            "the old segment is kept as the spare"
+        );
+        // The next segment reuses the spare and overwrites only its beginning.
+        wal.rotate().unwrap();
+        assert!(!dir.path().join(SPARE).exists());
+        wal.append(b"new").unwrap();
+        drop(wal);
+        let (_, records) = Wal::open(dir.path()).unwrap();
+        assert_eq!(
+            records,
+            vec![b"new".to_vec()],
+            "records of the file's previous life are not read"
+        );
+    }
+
+    #[test]
     fn a_torn_tail_of_the_newest_segment_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
         wal.append(b"whole").unwrap();
         wal.append(b"torn record").unwrap();
-        let path = segment_path(dir.path(), 1);
         drop(wal);
-        let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 3)
+        let path = segment_path(dir.path(), 1);
+        // The second record's payload only half reached the disk.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"\0\0\0\0\0", (2 * HEADER + 5 + 6) as u64)
             .unwrap();
+        drop(f);
         let (mut wal, records) = Wal::open(dir.path()).unwrap();
         assert_eq!(records, vec![b"whole".to_vec()]);
         assert_eq!(fs::metadata(&path).unwrap().len(), (HEADER + 5) as u64);
@@ -291,9 +357,9 @@ mod tests {
         wal.append(b"second").unwrap();
         drop(wal);
         let path = segment_path(dir.path(), 1);
-        let mut data = fs::read(&path).unwrap();
-        *data.last_mut().unwrap() ^= 0xff;
-        fs::write(&path, data).unwrap();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"X", (HEADER + 2) as u64).unwrap();
+        drop(f);
         match Wal::open(dir.path()) {
             Err(WalError::Damaged { message, .. }) => assert_eq!(message, "checksum mismatch"),
             Err(e) => panic!("unexpected error {e}"),
