@@ -25,16 +25,8 @@ cargo build --release --quiet --bin triaged --example loadgen
 LOADGEN=target/release/examples/loadgen
 TRIAGED=target/release/triaged
 
-WORK=$(mktemp -d)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 wait_ready() {
     for _ in $(seq 1 200); do
         curl -fs "$1" >/dev/null 2>&1 && return 0
@@ -119,7 +111,7 @@ done
 read -r am_idle am_active < <(memory am)
 read -r tr_idle tr_active < <(memory triaged)
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}×')"; }
+times() { echo "$(ratio "$1" "$2")×"; }
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, $CONNS connections, $DISTINCT distinct alerts"
 echo
@@ -127,11 +119,11 @@ echo "| measurement | Alertmanager | triaged | triaged / Alertmanager |"
 echo "|---|---|---|---|"
 for per in 1 100; do
     a=$(field "${R[am.$per]}" alerts_per_sec); t=$(field "${R[triaged.$per]}" alerts_per_sec)
-    echo "| alerts/s, $per alert(s)/request | $a | $t | $(ratio "$t" "$a") |"
+    echo "| alerts/s, $per alert(s)/request | $a | $t | $(times "$t" "$a") |"
     a=$(field "${R[am.$per]}" "latency_ms['p99']"); t=$(field "${R[triaged.$per]}" "latency_ms['p99']")
-    echo "| p99 latency ms, $per alert(s)/request | $a | $t | $(ratio "$t" "$a") |"
+    echo "| p99 latency ms, $per alert(s)/request | $a | $t | $(times "$t" "$a") |"
     a=$(field "${R[am.$per]}" non_2xx); t=$(field "${R[triaged.$per]}" non_2xx)
     echo "| non-2xx, $per alert(s)/request | $a | $t | |"
 done
-echo "| RSS MB, 100k active alerts | $((am_active / 1024)) | $((tr_active / 1024)) | $(ratio "$tr_active" "$am_active") |"
-echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(ratio "$tr_idle" "$am_idle") |"
+echo "| RSS MB, 100k active alerts | $((am_active / 1024)) | $((tr_active / 1024)) | $(times "$tr_active" "$am_active") |"
+echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(times "$tr_idle" "$am_idle") |"

@@ -14,14 +14,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 
 cargo build --release --quiet --bin triaged --example loadgen --example seed
-WORK=$(mktemp -d)
-PID=""
-cleanup() {
-    [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 declare -A R
@@ -51,7 +45,6 @@ for n in "$SMALL" "$LARGE"; do
     PID=""
 done
 
-ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, 16 connections"
 echo
