@@ -607,13 +607,25 @@ mod tests {
         assert_eq!(s.rules.dir, PathBuf::from("rules"));
         // The file shows the defaults: both must agree.
         let defaults = load("").unwrap();
-        assert_eq!(s.store.cache_capacity_bytes, defaults.store.cache_capacity_bytes);
-        assert_eq!(s.store.checkpoint_interval_secs, defaults.store.checkpoint_interval_secs);
-        assert_eq!(s.store.checkpoint_max_records, defaults.store.checkpoint_max_records);
+        assert_eq!(
+            s.store.cache_capacity_bytes,
+            defaults.store.cache_capacity_bytes
+        );
+        assert_eq!(
+            s.store.checkpoint_interval_secs,
+            defaults.store.checkpoint_interval_secs
+        );
+        assert_eq!(
+            s.store.checkpoint_max_records,
+            defaults.store.checkpoint_max_records
+        );
         assert_eq!(s.rules.limits, defaults.rules.limits);
         assert_eq!(s.incidents, defaults.incidents);
         assert_eq!(s.server.max_body_bytes, defaults.server.max_body_bytes);
-        assert_eq!((s.log.level.as_str(), s.log.format), (defaults.log.level.as_str(), defaults.log.format));
+        assert_eq!(
+            (s.log.level.as_str(), s.log.format),
+            (defaults.log.level.as_str(), defaults.log.format)
+        );
     }
 
     #[test]
