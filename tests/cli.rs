@@ -185,3 +185,42 @@ fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
     // The store was created relative to the working directory.
     assert!(dir.path().join("data").is_dir());
 }
+
+#[test]
+fn text_logs_have_no_colour_codes_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("triaged.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[rules]\ndir = {:?}\n",
+            common::shipped_rules().display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["serve", "--config", "triaged.toml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listening"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a log file: {stderr:?}"
+    );
+}
