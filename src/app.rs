@@ -42,7 +42,7 @@ impl Daemon {
             tokio::task::spawn_blocking(move || store::open(&store_settings))
                 .await
                 .context("store open task failed")??;
-        let counts = store.counts()?;
+        let counts = store.stats()?;
         tracing::info!(
             data_dir = %settings.store.data_dir.display(),
             incidents = counts.incidents,

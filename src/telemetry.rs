@@ -47,6 +47,14 @@ pub struct Metrics {
     pub commit_duration: prometheus::Histogram,
     pub store_errors: IntCounter,
     pub queue_depth: IntGauge,
+    store_incidents: IntGauge,
+    store_pending_records: IntGauge,
+    store_log_bytes: IntGauge,
+    store_checkpoints: IntCounterVec,
+    store_last_checkpoint: prometheus::Gauge,
+    store_healthy: IntGauge,
+    /// The store's checkpoint counts at the last scrape (its counters are absolute).
+    seen_checkpoints: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -104,7 +112,42 @@ impl Metrics {
             .register(Box::new(queue_depth.clone()))
             .expect("unique metric");
 
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let store_last_checkpoint = prometheus::Gauge::new(
+            "triaged_store_last_checkpoint_duration_seconds",
+            "Duration of the last checkpoint of the write-ahead log into the database",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_last_checkpoint.clone()))
+            .expect("unique metric");
         Metrics {
+            store_incidents: gauge("triaged_store_incidents", "Incidents stored"),
+            store_pending_records: gauge(
+                "triaged_store_pending_records",
+                "Records committed to the write-ahead log and not yet checkpointed",
+            ),
+            store_log_bytes: gauge(
+                "triaged_store_log_segment_bytes",
+                "Bytes in the write-ahead log's current segment",
+            ),
+            store_checkpoints: counter_vec(
+                "triaged_store_checkpoints_total",
+                "Checkpoints of the write-ahead log into the database, by result",
+                &["result"],
+            ),
+            store_last_checkpoint,
+            store_healthy: gauge(
+                "triaged_store_healthy",
+                "1 while the store takes writes, 0 after a log failure (restart needed)",
+            ),
+            seen_checkpoints: std::sync::Mutex::new((0, 0)),
             alerts_received: counter_vec(
                 "triaged_alerts_received_total",
                 "Alerts accepted from a source",
@@ -144,6 +187,31 @@ impl Metrics {
             queue_depth,
             registry,
         }
+    }
+
+    /// Sets the store's metrics from its current figures (called at scrape time).
+    pub fn observe_store(&self, stats: &crate::store::Stats) {
+        self.store_incidents.set(stats.incidents as i64);
+        self.store_pending_records.set(stats.pending_records as i64);
+        self.store_log_bytes.set(stats.log_bytes as i64);
+        self.store_last_checkpoint
+            .set(stats.last_checkpoint_seconds);
+        self.store_healthy.set(i64::from(stats.failed.is_none()));
+        let mut seen = self
+            .seen_checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (ok, failed) = *seen;
+        self.store_checkpoints
+            .with_label_values(&["ok"])
+            .inc_by(stats.checkpoints_ok.saturating_sub(ok));
+        self.store_checkpoints
+            .with_label_values(&["failed"])
+            .inc_by(stats.checkpoints_failed.saturating_sub(failed));
+        *seen = (
+            stats.checkpoints_ok.max(ok),
+            stats.checkpoints_failed.max(failed),
+        );
     }
 
     /// The Prometheus text exposition of every metric.

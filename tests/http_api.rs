@@ -504,3 +504,59 @@ async fn an_alert_storm_writes_one_audit_entry_per_incident_and_batch() {
     assert!(detail.ends_with("(+15 more)"), "{detail}");
     d.stop().await;
 }
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn store_figures_and_checkpoints_show_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {:?}\ncheckpoint_interval_secs = 1\n[rules]\ndir = {:?}\n",
+        dir.path().display().to_string(),
+        shipped_rules().display().to_string()
+    );
+    let d = Daemon::start_toml(&src).await;
+    d.post_json(
+        AM_PATH,
+        &am_payload(vec![firing("A", "1"), firing("B", "1")]),
+    )
+    .await;
+    let (_, text) = d.get("/metrics").await;
+    let text = text.as_str().unwrap().to_string();
+    assert_eq!(
+        metric(&text, "triaged_store_incidents"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "triaged_store_healthy"), Some(1.0));
+    assert!(metric(&text, "triaged_store_log_segment_bytes").unwrap() > 0.0);
+    // The timer checkpoints the log into the database; nothing stays pending.
+    let text = wait_for(20, "a checkpoint", || {
+        let d = &d;
+        async move {
+            let (_, text) = d.get("/metrics").await;
+            let text = text.as_str().unwrap().to_string();
+            let done = metric(&text, r#"triaged_store_checkpoints_total{result="ok"}"#)? >= 1.0
+                && metric(&text, "triaged_store_pending_records")? == 0.0;
+            done.then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(
+        metric(&text, r#"triaged_store_checkpoints_total{result="failed"}"#),
+        Some(0.0)
+    );
+    assert!(metric(&text, "triaged_store_last_checkpoint_duration_seconds").is_some());
+    assert_eq!(
+        incident(&d, "INC-2").await["key"],
+        "B/node",
+        "read back from the database"
+    );
+    assert_eq!(d.get("/readyz").await.0, 200);
+    d.stop().await;
+}

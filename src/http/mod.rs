@@ -126,6 +126,18 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let failed = match blocking(move || store.stats()).await {
+        Ok(stats) => stats.failed,
+        Err(e) => Some(e.error),
+    };
+    if let Some(error) = failed {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "store failed", "error": error})),
+        )
+            .into_response();
+    }
     if state.ready.load(Ordering::SeqCst) {
         Json(serde_json::json!({"status": "ready"})).into_response()
     } else {
@@ -138,6 +150,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    match blocking(move || store.stats()).await {
+        Ok(stats) => state.metrics.observe_store(&stats),
+        Err(e) => tracing::warn!(error = %e.error, "store figures unavailable for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,

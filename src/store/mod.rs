@@ -98,11 +98,21 @@ impl StatusFilter {
     }
 }
 
-/// Counts for readiness and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
+/// The store's state for readiness and metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Stats {
     pub incidents: u64,
     pub audit_entries: u64,
+    /// Records committed but not yet checkpointed to their final place.
+    pub pending_records: u64,
+    /// Bytes in the write-ahead log's current segment.
+    pub log_bytes: u64,
+    pub checkpoints_ok: u64,
+    pub checkpoints_failed: u64,
+    /// Duration of the last checkpoint that ran.
+    pub last_checkpoint_seconds: f64,
+    /// Set when the store refuses writes until a restart, with the reason.
+    pub failed: Option<String>,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -130,7 +140,7 @@ pub trait Store: Send + Sync + 'static {
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError>;
     /// The number the next incident will get.
     fn next_incident_number(&self) -> Result<u64, StoreError>;
-    fn counts(&self) -> Result<Counts, StoreError>;
+    fn stats(&self) -> Result<Stats, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A
     /// batch is validated against the batches appended before it, durable or not.

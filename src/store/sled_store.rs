@@ -31,7 +31,7 @@ use sled::Tree;
 
 use super::records::{decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, WalBatchV1};
 use super::wal::{Wal, WalError};
-use super::{Batch, Counts, StatusFilter, Store, StoreError, Ticket};
+use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::config::StoreSettings;
@@ -397,6 +397,10 @@ struct Inner {
     wake: SyncSender<Signal>,
     /// Set when the store is dropped: the index thread stops early.
     stopping: std::sync::atomic::AtomicBool,
+    checkpoints_ok: std::sync::atomic::AtomicU64,
+    checkpoints_failed: std::sync::atomic::AtomicU64,
+    /// f64 seconds, as bits.
+    last_checkpoint_secs_bits: std::sync::atomic::AtomicU64,
 }
 
 /// What the checkpoint thread is told.
@@ -531,6 +535,9 @@ impl SledStore {
             max_records: settings.checkpoint_max_records,
             wake,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            checkpoints_ok: std::sync::atomic::AtomicU64::new(0),
+            checkpoints_failed: std::sync::atomic::AtomicU64::new(0),
+            last_checkpoint_secs_bits: std::sync::atomic::AtomicU64::new(0),
         });
         let worker = inner.clone();
         let interval = Duration::from_secs(settings.checkpoint_interval_secs);
@@ -676,7 +683,22 @@ impl Inner {
         self.apply_pending(target)
     }
 
+    /// Runs a checkpoint, counting and timing it.
     fn checkpoint(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
+        let result = self.checkpoint_once();
+        let seconds = started.elapsed().as_secs_f64();
+        self.last_checkpoint_secs_bits
+            .store(seconds.to_bits(), Relaxed);
+        match &result {
+            Ok(()) => self.checkpoints_ok.fetch_add(1, Relaxed),
+            Err(_) => self.checkpoints_failed.fetch_add(1, Relaxed),
+        };
+        result
+    }
+
+    fn checkpoint_once(&self) -> Result<(), StoreError> {
         let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
         let (frozen, kept, next_incident, audit_seq, audit_hash) = {
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
@@ -1034,11 +1056,25 @@ impl Store for SledStore {
         Ok(self.inner.state()?.next_incident)
     }
 
-    fn counts(&self) -> Result<Counts, StoreError> {
-        let st = self.inner.state()?;
-        Ok(Counts {
+    fn stats(&self) -> Result<Stats, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = &*self.inner;
+        let (log_bytes, failed) = {
+            let log = inner.log.lock().map_err(|_| lock_poisoned())?;
+            (log.wal.segment_bytes(), log.failed.clone())
+        };
+        let pending = inner.pending.lock().map_err(|_| lock_poisoned())?.len() as u64;
+        let st = inner.state()?;
+        let frozen = st.frozen.as_deref().map_or(0, Overlay::len);
+        Ok(Stats {
             incidents: st.next_incident - 1,
             audit_entries: st.audit_seq,
+            pending_records: (st.live.len() + frozen) as u64 + pending,
+            log_bytes,
+            checkpoints_ok: inner.checkpoints_ok.load(Relaxed),
+            checkpoints_failed: inner.checkpoints_failed.load(Relaxed),
+            last_checkpoint_seconds: f64::from_bits(inner.last_checkpoint_secs_bits.load(Relaxed)),
+            failed,
         })
     }
 
@@ -1293,7 +1329,7 @@ mod tests {
             vec![4, 3, 2, 1]
         );
         assert_eq!(store.next_incident_number().unwrap(), 5);
-        assert_eq!(store.counts().unwrap().audit_entries, 4);
+        assert_eq!(store.stats().unwrap().audit_entries, 4);
         let err = store.commit(opening(3..4)).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         store.commit(opening(5..6)).unwrap();
@@ -1381,6 +1417,24 @@ mod tests {
         drop(store);
         let store = SledStore::open(&settings(dir.path())).unwrap();
         assert_eq!(store.next_incident_number().unwrap(), 6);
+    }
+
+    #[test]
+    fn after_a_log_failure_writes_are_refused_and_stats_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        store.commit(opening(1..2)).unwrap();
+        assert_eq!(store.stats().unwrap().failed, None);
+        // As after an fdatasync error: what was written since is in an unknown state.
+        store.inner.log.lock().unwrap().failed = Some("sync failed: EIO".into());
+        let err = store.commit(opening(2..3)).unwrap_err();
+        assert!(err.to_string().contains("restart triaged"), "{err}");
+        assert!(store.checkpoint().is_err());
+        let stats = store.stats().unwrap();
+        assert_eq!(stats.failed.as_deref(), Some("sync failed: EIO"));
+        assert_eq!(stats.checkpoints_failed, 1);
+        // Reads go on.
+        assert!(store.incident(IncidentId(1)).unwrap().is_some());
     }
 
     #[test]

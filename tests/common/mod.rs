@@ -43,8 +43,12 @@ impl Daemon {
     }
 
     pub async fn start_with_rules(data_dir: &Path, rules_dir: &Path, extra: &str) -> Daemon {
-        let src = config_toml(data_dir, rules_dir, extra);
-        let settings = Settings::from_toml(Path::new("test.toml"), &src, &Overrides::default())
+        Daemon::start_toml(&config_toml(data_dir, rules_dir, extra)).await
+    }
+
+    /// Starts a daemon on a whole config file's text.
+    pub async fn start_toml(src: &str) -> Daemon {
+        let settings = Settings::from_toml(Path::new("test.toml"), src, &Overrides::default())
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{src}"));
         let daemon = triaged::app::Daemon::start(settings)
             .await
