@@ -224,3 +224,25 @@ fn shipped_rules_compile_and_decide() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn labels_set_by_an_earlier_script_are_seen_by_later_ones() {
+    let scripts = [
+        (
+            "10-enrich.rhai",
+            r#"fn on_alert(a) { if a.labels.job == "pg" { a.labels.team = "db"; } }"#,
+        ),
+        (
+            "20-team.rhai",
+            r#"fn on_alert(a) { if "team" in a.labels { incident(#{ key: "team-" + a.labels.team }) } }"#,
+        ),
+    ];
+    let (rule, outcome, failures) = check(&scripts, &[("alertname", "X"), ("job", "pg")]);
+    assert_eq!((rule.as_str(), failures), ("20-team.rhai", vec![]));
+    match outcome {
+        Outcome::Incident(spec) => assert_eq!(spec.key, "team-db"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let (rule, _, _) = check(&scripts, &[("alertname", "X"), ("job", "web")]);
+    assert_eq!(rule, "default");
+}
