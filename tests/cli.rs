@@ -136,14 +136,16 @@ fn serve_flags_override_the_file() {
     );
 }
 
-#[test]
-fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
+/// Runs `triaged serve` in a temp dir with the shipped rules and `log_section` as its
+/// `[log]` section, waits
+/// for its port, sends SIGTERM, and returns its stderr (it must exit 0) and the dir.
+fn serve_until_sigterm(log_section: &str) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     std::fs::write(
         dir.path().join("triaged.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[rules]\ndir = {:?}\n[log]\nformat = \"json\"\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[rules]\ndir = {:?}\n[log]\n{log_section}\n",
             common::shipped_rules().display().to_string()
         ),
     )
@@ -155,7 +157,6 @@ fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the port, then ask it to stop.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(std::time::Instant::now() < deadline, "daemon did not start");
@@ -167,8 +168,14 @@ fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
         .unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (stderr, dir)
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
+    let (stderr, dir) = serve_until_sigterm("format = \"json\"");
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
@@ -188,36 +195,7 @@ fn json_logs_are_one_object_per_line_and_sigterm_exits_zero() {
 
 #[test]
 fn text_logs_have_no_colour_codes_off_a_terminal() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    std::fs::write(
-        dir.path().join("triaged.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[rules]\ndir = {:?}\n",
-            common::shipped_rules().display().to_string()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_triaged"))
-        .args(["serve", "--config", "triaged.toml"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _dir) = serve_until_sigterm("format = \"text\"");
     assert!(stderr.contains("listening"), "{stderr}");
     assert!(
         !stderr.contains('\x1b'),
