@@ -137,8 +137,8 @@ fn serve_flags_override_the_file() {
 }
 
 /// Runs `triaged serve` in a temp dir with the shipped rules and `log_section` as its
-/// `[log]` section, waits
-/// for its port, sends SIGTERM, and returns its stderr (it must exit 0) and the dir.
+/// `[log]` section, waits for its port, sends SIGTERM, and returns its stderr (it must
+/// exit 0) and the dir.
 fn serve_until_sigterm(log_section: &str) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
