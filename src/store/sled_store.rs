@@ -122,8 +122,11 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match config.open() {
+            // sled reports the lock as ErrorKind::Other with the OS error in the text
+            // (sled 0.34 config.rs, "could not acquire lock on …").
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(20));
