@@ -16,6 +16,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-16}
 DISTINCT=${DISTINCT:-100000}
+SETTLE=${SETTLE:-15}
 
 command -v prometheus-alertmanager >/dev/null || {
     echo "install Debian's prometheus-alertmanager first (tests/run.sh does)" >&2
@@ -85,7 +86,8 @@ load() {
     stop
 }
 
-# memory SERVER → "idle_kb active_kb": RSS at start and after 100k distinct alerts
+# memory SERVER → "idle_kb active_kb settled_kb": RSS at start, 1 s after 100k
+# distinct alerts were accepted, and SETTLE seconds later (both servers idle)
 memory() {
     "start_$1"
     sleep 1
@@ -94,7 +96,10 @@ memory() {
     "$LOADGEN" --url "$URL" --format "$FORMAT" --connections 4 --alerts-per-request 100 \
         --distinct 100000 --requests 1000 >/dev/null
     sleep 1
-    echo "$idle $(rss_kb "$PID")"
+    local active
+    active=$(rss_kb "$PID")
+    sleep "$SETTLE"
+    echo "$idle $active $(rss_kb "$PID")"
     stop
 }
 
@@ -108,8 +113,8 @@ for per in 1 100; do
         R[$server.$per]=$line
     done
 done
-read -r am_idle am_active < <(memory am)
-read -r tr_idle tr_active < <(memory triaged)
+read -r am_idle am_active am_settled < <(memory am)
+read -r tr_idle tr_active tr_settled < <(memory triaged)
 
 times() { echo "$(ratio "$1" "$2")×"; }
 echo
@@ -125,5 +130,6 @@ for per in 1 100; do
     a=$(field "${R[am.$per]}" non_2xx); t=$(field "${R[triaged.$per]}" non_2xx)
     echo "| non-2xx, $per alert(s)/request | $a | $t | |"
 done
-echo "| RSS MB, 100k active alerts | $((am_active / 1024)) | $((tr_active / 1024)) | $(times "$tr_active" "$am_active") |"
+echo "| RSS MB, 100k active alerts, 1 s after | $((am_active / 1024)) | $((tr_active / 1024)) | $(times "$tr_active" "$am_active") |"
+echo "| RSS MB, 100k active alerts, ${SETTLE} s later | $((am_settled / 1024)) | $((tr_settled / 1024)) | $(times "$tr_settled" "$am_settled") |"
 echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(times "$tr_idle" "$am_idle") |"

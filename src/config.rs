@@ -86,7 +86,7 @@ impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             data_dir: PathBuf::from("data"),
-            cache_capacity_mb: 32,
+            cache_capacity_mb: 8,
             checkpoint_interval_secs: 30,
             checkpoint_max_records: 50_000,
         }

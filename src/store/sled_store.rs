@@ -95,9 +95,11 @@ where
         })
 }
 
-/// Records per sled batch in a checkpoint: one huge batch makes sled hold all of it,
-/// and its index nodes, in memory at once.
-const CHECKPOINT_CHUNK: usize = 1024;
+/// Records per sled batch in a checkpoint. sled keeps every page a batch replaces
+/// until the batch ends (one epoch guard for the whole batch), so large batches of
+/// random keys pile up garbage: 200k random 300-byte inserts peak at 527 MB allocated
+/// in batches of 1000 and 59 MB in batches of 64, at the same speed (BENCHMARKS.md).
+const CHECKPOINT_CHUNK: usize = 64;
 
 /// Writes `items` into `tree` in key order, in chunks.
 fn put_sorted<K: AsRef<[u8]>, V: AsRef<[u8]>>(
