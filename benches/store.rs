@@ -22,7 +22,7 @@ fn commit_100_incidents(bencher: Bencher) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&StoreSettings {
         data_dir: dir.path().to_path_buf(),
-        cache_capacity_bytes: 32 << 20,
+        cache_capacity_bytes: 8 << 20,
         checkpoint_interval_secs: 30,
         checkpoint_max_records: 50_000,
     })
