@@ -14,10 +14,15 @@
 //! sled trees: `alerts` (fingerprint → content), `alert_state` (fingerprint → state),
 //! `incidents` (id → incident),
 //! `incident_keys` (correlation key → latest incident id), `incident_alerts`
-//! (id ++ fingerprint), `audit` (seq → entry), `audit_index` (record ++ 0 ++ seq) and
-//! `meta` (schema version, incident counter, audit chain head as of the last
-//! checkpoint). A checkpoint that dies half-way is repaired by replaying the log,
-//! whose segments are only deleted after sled is flushed.
+//! (id ++ checkpoint → the fingerprints linked to the incident in that checkpoint),
+//! `audit` (seq → entry), `audit_index` (record ++ 0 ++ checkpoint → the seqs of the
+//! record's entries in that checkpoint) and `meta` (schema version, incident counter,
+//! audit chain head and checkpoint counter as of the last checkpoint). Links and index
+//! entries are packed per record and checkpoint: an alert storm adds one sled record
+//! per touched incident and checkpoint, not one per alert (each sled insert costs a
+//! node rewrite). A checkpoint that dies half-way is repaired by replaying the log,
+//! whose segments are only deleted after sled is flushed; a replayed checkpoint writes
+//! its packed lists again, under the same key or a later one, and reads take the union.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 #[cfg(test)]
@@ -38,8 +43,9 @@ use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 2;
+const SCHEMA_VERSION: u64 = 3;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
+const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// A log segment this large starts a checkpoint early (bounds replay time when the
 /// same alerts repeat, which does not grow the overlay).
@@ -138,17 +144,22 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
-fn index_key(record: &str, seq: u64) -> Vec<u8> {
+fn index_prefix(record: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(record.len() + 9);
     k.extend_from_slice(record.as_bytes());
     k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-fn link_key(id: IncidentId, fingerprint: &str) -> Vec<u8> {
+fn index_key(record: &str, checkpoint: u64) -> Vec<u8> {
+    let mut k = index_prefix(record);
+    k.extend_from_slice(&checkpoint.to_be_bytes());
+    k
+}
+
+fn link_key(id: IncidentId, checkpoint: u64) -> Vec<u8> {
     let mut k = id.0.to_be_bytes().to_vec();
-    k.extend_from_slice(fingerprint.as_bytes());
+    k.extend_from_slice(&checkpoint.to_be_bytes());
     k
 }
 
@@ -406,6 +417,8 @@ struct Inner {
     checkpoints_failed: std::sync::atomic::AtomicU64,
     /// f64 seconds, as bits.
     last_checkpoint_secs_bits: std::sync::atomic::AtomicU64,
+    /// The number of the next checkpoint (keys of the packed links and index entries).
+    checkpoint_seq: std::sync::atomic::AtomicU64,
 }
 
 /// What the checkpoint thread is told.
@@ -466,6 +479,10 @@ impl SledStore {
         let next_incident = match t.meta.get(NEXT_INCIDENT).map_err(io)? {
             None => 1,
             Some(v) => u64_of("meta", NEXT_INCIDENT, &v)?,
+        };
+        let checkpoint_seq = match t.meta.get(CHECKPOINT_SEQ).map_err(io)? {
+            None => 1,
+            Some(v) => u64_of("meta", CHECKPOINT_SEQ, &v)?,
         };
         let (audit_seq, audit_hash) = match t.meta.get(AUDIT_HEAD).map_err(io)? {
             None => (0, GENESIS_HASH.to_string()),
@@ -543,6 +560,7 @@ impl SledStore {
             checkpoints_ok: std::sync::atomic::AtomicU64::new(0),
             checkpoints_failed: std::sync::atomic::AtomicU64::new(0),
             last_checkpoint_secs_bits: std::sync::atomic::AtomicU64::new(0),
+            checkpoint_seq: std::sync::atomic::AtomicU64::new(checkpoint_seq),
         });
         let worker = inner.clone();
         let interval = Duration::from_secs(settings.checkpoint_interval_secs);
@@ -733,7 +751,11 @@ impl Inner {
                 st.audit_hash.clone(),
             )
         };
-        let written = self.write_to_sled(&frozen, next_incident, audit_seq, &audit_hash);
+        let checkpoint = self
+            .checkpoint_seq
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let written =
+            self.write_to_sled(&frozen, checkpoint, next_incident, audit_seq, &audit_hash);
         let mut st = self.state.write().map_err(|_| lock_poisoned())?;
         let frozen = st
             .frozen
@@ -746,6 +768,8 @@ impl Inner {
             st.live = frozen;
             return Err(e);
         }
+        self.checkpoint_seq
+            .store(checkpoint + 1, std::sync::atomic::Ordering::SeqCst);
         // The states are in sled now; keep the hot ones at hand, forget old resolved ones.
         let forget_before = jiff::Timestamp::now()
             .checked_sub(jiff::SignedDuration::from_secs(CLEAN_RESOLVED_SECS))
@@ -772,6 +796,7 @@ impl Inner {
     fn write_to_sled(
         &self,
         o: &Overlay,
+        checkpoint: u64,
         next_incident: u64,
         audit_seq: u64,
         audit_hash: &str,
@@ -803,11 +828,15 @@ impl Inner {
                 .map(|(k, id)| (k.as_bytes().to_vec(), id.0.to_be_bytes()))
                 .collect(),
         )?;
+        let mut links: BTreeMap<IncidentId, Vec<&str>> = BTreeMap::new();
+        for (id, fp) in &o.links {
+            links.entry(*id).or_default().push(fp);
+        }
         put_sorted(
             &t.incident_alerts,
-            o.links
-                .iter()
-                .map(|(id, fp)| (link_key(*id, fp), [0u8; 0]))
+            links
+                .into_iter()
+                .map(|(id, fps)| (link_key(id, checkpoint), encode(&fps)))
                 .collect(),
         )?;
         put_sorted(
@@ -817,11 +846,15 @@ impl Inner {
                 .map(|(seq, e)| (seq.to_be_bytes().to_vec(), e.bytes.as_slice()))
                 .collect(),
         )?;
+        let mut index: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (seq, e) in &o.audit {
+            index.entry(&e.record).or_default().push(*seq);
+        }
         put_sorted(
             &t.audit_index,
-            o.audit
-                .iter()
-                .map(|(seq, e)| (index_key(&e.record, *seq), [0u8; 0]))
+            index
+                .into_iter()
+                .map(|(record, seqs)| (index_key(record, checkpoint), encode(&seqs)))
                 .collect(),
         )?;
         let mut head = audit_seq.to_be_bytes().to_vec();
@@ -829,6 +862,7 @@ impl Inner {
         let mut b = sled::Batch::default();
         b.insert(NEXT_INCIDENT, &next_incident.to_be_bytes());
         b.insert(AUDIT_HEAD, head);
+        b.insert(CHECKPOINT_SEQ, &(checkpoint + 1).to_be_bytes());
         t.meta.apply_batch(b).map_err(io)?;
         self.db.flush().map_err(io)?;
         Ok(())
@@ -1009,8 +1043,13 @@ impl Store for SledStore {
     fn incident_alerts(&self, id: IncidentId) -> Result<Vec<AlertRecord>, StoreError> {
         let mut fingerprints = BTreeSet::new();
         for kv in self.inner.t.incident_alerts.scan_prefix(id.0.to_be_bytes()) {
-            let (k, _) = kv.map_err(io)?;
-            fingerprints.insert(String::from_utf8_lossy(&k[8..]).into_owned());
+            let (k, v) = kv.map_err(io)?;
+            let packed: Vec<String> = decode(&v).map_err(|message| StoreError::Corrupt {
+                tree: "incident_alerts",
+                key: format!("{id} {}", hex::encode(&k[8..])),
+                message,
+            })?;
+            fingerprints.extend(packed);
         }
         for o in self.inner.state()?.overlays() {
             let from = (id, String::new());
@@ -1027,24 +1066,32 @@ impl Store for SledStore {
     }
 
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut prefix = record.as_bytes().to_vec();
-        prefix.push(0);
-        let mut entries = BTreeMap::new();
+        let prefix = index_prefix(record);
+        let mut seqs = BTreeSet::new();
         for kv in self.inner.t.audit_index.scan_prefix(&prefix) {
-            let (k, _) = kv.map_err(io)?;
-            let seq = &k[prefix.len()..];
+            let (k, v) = kv.map_err(io)?;
+            let packed: Vec<u64> = decode(&v).map_err(|message| StoreError::Corrupt {
+                tree: "audit_index",
+                key: format!("{record} {}", hex::encode(&k[prefix.len()..])),
+                message,
+            })?;
+            seqs.extend(packed);
+        }
+        let mut entries = BTreeMap::new();
+        for seq in seqs {
+            let key = seq.to_be_bytes();
             let v =
                 self.inner
                     .t
                     .audit
-                    .get(seq)
+                    .get(key)
                     .map_err(io)?
                     .ok_or_else(|| StoreError::Corrupt {
                         tree: "audit",
-                        key: String::from_utf8_lossy(&k).into_owned(),
-                        message: "indexed entry is missing".into(),
+                        key: seq.to_string(),
+                        message: format!("entry indexed for {record} is missing"),
                     })?;
-            let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", seq, &v)?;
+            let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", &key, &v)?;
             entries.insert(e.seq, e);
         }
         for o in self.inner.state()?.overlays() {
@@ -1160,7 +1207,7 @@ mod tests {
     use super::*;
     use crate::alerts::{Disposition, Source};
     use crate::audit::Change;
-    use crate::incidents::{IncidentSpec, IncidentStatus, Level, ResolutionCode};
+    use crate::incidents::{IncidentSpec, IncidentStatus, Level, ResolutionCode, ALERTS_ATTACHED};
     use jiff::Timestamp;
 
     fn settings(dir: &Path) -> StoreSettings {
@@ -1316,6 +1363,58 @@ mod tests {
             "f004"
         );
         assert_eq!(store.next_incident_number().unwrap(), 6);
+    }
+
+    #[test]
+    fn links_and_timelines_span_checkpoints_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let attach = |fp: &str| {
+            let mut b = Batch::default();
+            push_alert(&mut b, fp, 1);
+            b.attachments.push((IncidentId(1), fp.to_string()));
+            b.audit
+                .push((t(1), "system".into(), Change::new("INC-1", ALERTS_ATTACHED)));
+            b
+        };
+        {
+            let store = SledStore::open(&settings(dir.path())).unwrap();
+            store.commit(opening(1..3)).unwrap();
+            store.checkpoint().unwrap();
+            store.commit(attach("g1")).unwrap();
+            store.checkpoint().unwrap();
+            // g1 again (re-attached after a resolve) and g2: one more packed list.
+            store.commit(attach("g1")).unwrap();
+            store.commit(attach("g2")).unwrap();
+            store.checkpoint().unwrap();
+            store.commit(attach("g3")).unwrap();
+            // g3 stays in the log only.
+        }
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        let fps: Vec<String> = store
+            .incident_alerts(IncidentId(1))
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alert.fingerprint)
+            .collect();
+        assert_eq!(fps, ["f001", "g1", "g2", "g3"]);
+        let fps: Vec<String> = store
+            .incident_alerts(IncidentId(2))
+            .unwrap()
+            .into_iter()
+            .map(|a| a.alert.fingerprint)
+            .collect();
+        assert_eq!(fps, ["f002"]);
+        let seqs: Vec<u64> = store
+            .timeline("INC-1")
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3, 4, 5, 6]);
+        assert_eq!(store.timeline("INC-2").unwrap().len(), 1);
+        store.checkpoint().unwrap();
+        assert_eq!(store.timeline("INC-1").unwrap().len(), 5);
+        assert_eq!(store.incident_alerts(IncidentId(1)).unwrap().len(), 4);
     }
 
     #[test]
