@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use sled::Tree;
 
+use super::hot::HotStates;
 use super::records::{decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, WalBatchV1};
 use super::wal::{Wal, WalError};
 use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
@@ -301,7 +302,7 @@ struct State {
     frozen: Option<Arc<Overlay>>,
     /// Alert states already in sled, kept in memory for correlation's lookups: every
     /// firing alert and recently seen resolved ones. Read after the overlays.
-    clean: HashMap<String, AlertState>,
+    clean: HotStates,
     /// Hashes of every fingerprint the store holds: a miss here means a new alert, with
     /// no sled read (sled reads on the correlation thread are slow under checkpoints).
     known: HashSet<u64>,
@@ -495,7 +496,7 @@ impl SledStore {
         let mut state = State {
             live: Overlay::default(),
             frozen: None,
-            clean: HashMap::new(),
+            clean: HotStates::default(),
             known: HashSet::new(),
             known_complete: false,
             keys: HashMap::new(),
@@ -635,7 +636,7 @@ impl Inner {
             for (fp, st) in chunk {
                 state.known.insert(fingerprint_hash(&fp));
                 if st.status == AlertStatus::Firing && state.find(|o| o.states.get(&fp)).is_none() {
-                    state.clean.entry(fp).or_insert(st);
+                    state.clean.insert_if_absent(&fp, st);
                 }
             }
             if done {
@@ -774,9 +775,12 @@ impl Inner {
         let forget_before = jiff::Timestamp::now()
             .checked_sub(jiff::SignedDuration::from_secs(CLEAN_RESOLVED_SECS))
             .unwrap_or(jiff::Timestamp::MIN);
-        st.clean.extend(frozen.states);
-        st.clean
-            .retain(|_, s| s.status == AlertStatus::Firing || s.last_seen >= forget_before);
+        for (fp, state) in frozen.states {
+            st.clean.insert(&fp, state);
+        }
+        st.clean.retain(|status, last_seen| {
+            status == AlertStatus::Firing || last_seen >= forget_before
+        });
         for (id, inc) in frozen.incidents {
             if inc.status.is_open() {
                 st.open.insert(id, inc);
@@ -885,7 +889,7 @@ impl Store for SledStore {
             let st = self.inner.state()?;
             if let Some(s) = st
                 .find(|o| o.states.get(fingerprint))
-                .or_else(|| st.clean.get(fingerprint).cloned())
+                .or_else(|| st.clean.get(fingerprint))
             {
                 return Ok(Some(s));
             }
@@ -901,9 +905,7 @@ impl Store for SledStore {
         let mut st = self.inner.state.write().map_err(|_| lock_poisoned())?;
         // Unless a commit got there first, remember it (a returning alert is hot again).
         if st.find(|o| o.states.get(fingerprint)).is_none() {
-            st.clean
-                .entry(fingerprint.to_string())
-                .or_insert_with(|| state.clone());
+            st.clean.insert_if_absent(fingerprint, state.clone());
         }
         Ok(Some(state))
     }
