@@ -757,12 +757,19 @@ impl Inner {
             .load(std::sync::atomic::Ordering::SeqCst);
         let written =
             self.write_to_sled(&frozen, checkpoint, next_incident, audit_seq, &audit_hash);
+        // `st.frozen` is then the only reference: taking it back moves the overlay
+        // (without this drop, `try_unwrap` below failed and copied all of it on every
+        // checkpoint).
+        drop(frozen);
         let mut st = self.state.write().map_err(|_| lock_poisoned())?;
         let frozen = st
             .frozen
             .take()
             .expect("the frozen overlay stays until the checkpoint ends");
-        let mut frozen = Arc::try_unwrap(frozen).unwrap_or_else(|a| (*a).clone());
+        let mut frozen = Arc::try_unwrap(frozen).unwrap_or_else(|shared| {
+            tracing::warn!("the frozen overlay is still shared; copying it");
+            (*shared).clone()
+        });
         if let Err(e) = written {
             // Keep serving what the log holds: lay the live overlay over the frozen one.
             frozen.absorb(std::mem::take(&mut st.live));
