@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::correlation::{self, Correlator};
 use crate::http::{self, Shared};
-use crate::rules::Rules;
+use crate::rules::{RuleSet, Rules, RulesWatcher, Trigger};
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 
@@ -30,6 +30,89 @@ pub struct Daemon {
     listener: TcpListener,
     state: http::AppState,
     correlation_finished: oneshot::Receiver<()>,
+    reloader: Reloader,
+}
+
+/// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
+#[derive(Clone)]
+pub struct Reloader {
+    inner: Arc<ReloaderInner>,
+}
+
+/// Only what a reload changes: holding the HTTP state here would keep the
+/// correlation queue open after shutdown.
+struct ReloaderInner {
+    rules: Arc<RuleSet>,
+    tokens: Arc<std::sync::RwLock<Vec<crate::config::Token>>>,
+    metrics: Arc<Metrics>,
+    /// What the daemon started with, to name the settings a reload cannot change.
+    started: Settings,
+    watcher: Mutex<Option<RulesWatcher>>,
+}
+
+impl Reloader {
+    /// Applies what can change while running: the rules (directory, limits, watching)
+    /// and the API tokens. The rules are swapped only if all of them compile; the
+    /// tokens only then too, so a reload is all or nothing. Settings that need a
+    /// restart (listen address, store, log, incident policy) are logged if changed.
+    pub fn apply(&self, new: Settings) -> anyhow::Result<()> {
+        let inner = &*self.inner;
+        let rules = &inner.rules;
+        let old_dir = rules.dir();
+        rules.reconfigure(&new.rules.dir, new.rules.limits, Trigger::Sighup)?;
+        *inner.tokens.write().unwrap_or_else(|p| p.into_inner()) = new.server.tokens.clone();
+        let mut watcher = inner.watcher.lock().unwrap_or_else(|p| p.into_inner());
+        if !new.rules.watch {
+            *watcher = None;
+        } else if watcher.is_none() || old_dir != new.rules.dir {
+            *watcher = None;
+            *watcher = Some(RulesWatcher::start(rules.clone())?);
+        }
+        let s = &inner.started;
+        let mut restart = Vec::new();
+        if s.server.listen != new.server.listen {
+            restart.push("server.listen");
+        }
+        if s.server.max_body_bytes != new.server.max_body_bytes {
+            restart.push("server.max_body_bytes");
+        }
+        if s.store.data_dir != new.store.data_dir
+            || s.store.cache_capacity_bytes != new.store.cache_capacity_bytes
+            || s.store.checkpoint_interval_secs != new.store.checkpoint_interval_secs
+            || s.store.checkpoint_max_records != new.store.checkpoint_max_records
+        {
+            restart.push("store");
+        }
+        if s.incidents != new.incidents {
+            restart.push("incidents");
+        }
+        if format!("{:?}", s.log) != format!("{:?}", new.log) {
+            restart.push("log");
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                sections = ?restart,
+                "configuration reloaded; these settings changed and take effect at the next restart"
+            );
+        }
+        inner
+            .metrics
+            .config_reloads
+            .with_label_values(&["success"])
+            .inc();
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Records a reload that failed before `apply` (an unreadable or invalid file).
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
+        self.inner
+            .metrics
+            .config_reloads
+            .with_label_values(&["failure"])
+            .inc();
+        tracing::error!(error = %error, "configuration not reloaded; the running one stays in force");
+    }
 }
 
 impl Daemon {
@@ -51,14 +134,31 @@ impl Daemon {
             "store open, rules loaded"
         );
         let metrics = Arc::new(Metrics::new());
+        let rules = Arc::new(RuleSet::new(
+            rules,
+            &settings.rules.dir,
+            settings.rules.limits,
+            metrics.rules_reloads.clone(),
+        ));
+        let watcher = if settings.rules.watch {
+            Some(RulesWatcher::start(rules.clone()).with_context(|| {
+                format!(
+                    "cannot watch the rules directory {}",
+                    settings.rules.dir.display()
+                )
+            })?)
+        } else {
+            None
+        };
         let correlator = Correlator {
             store: store.clone(),
-            rules: Arc::new(rules),
+            rules: rules.clone(),
             policy: settings.incidents,
             metrics: metrics.clone(),
         };
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
+        let tokens = Arc::new(std::sync::RwLock::new(settings.server.tokens.clone()));
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -66,15 +166,31 @@ impl Daemon {
             store,
             queue,
             metrics,
-            tokens: settings.server.tokens.clone(),
+            tokens: tokens.clone(),
+            rules: rules.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });
+        let reloader = Reloader {
+            inner: Arc::new(ReloaderInner {
+                rules,
+                tokens,
+                metrics: state.metrics.clone(),
+                started: settings,
+                watcher: Mutex::new(watcher),
+            }),
+        };
         Ok(Daemon {
             listener,
             state,
             correlation_finished,
+            reloader,
         })
+    }
+
+    /// The handle that applies a reloaded configuration (SIGHUP in `main`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -99,6 +215,13 @@ impl Daemon {
             })
             .await;
         // Dropping the last queue handle lets correlation drain, checkpoint and stop.
+        *self
+            .reloader
+            .inner
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        drop(self.reloader);
         drop(self.state);
         let _ = self.correlation_finished.await;
         tracing::info!("stopped");

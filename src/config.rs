@@ -98,6 +98,8 @@ impl Default for RawStore {
 pub struct RawRules {
     /// Directory of `*.rhai` rule scripts, run in file-name order.
     pub dir: PathBuf,
+    /// Reload the rules when a file in `dir` changes.
+    pub watch: bool,
     /// Rhai operations one hook call may run.
     pub max_operations: u64,
     /// Nested function calls.
@@ -116,6 +118,7 @@ impl Default for RawRules {
     fn default() -> Self {
         RawRules {
             dir: PathBuf::from("rules"),
+            watch: true,
             max_operations: 100_000,
             max_call_levels: 32,
             max_expr_depth: 64,
@@ -236,6 +239,7 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct RulesSettings {
     pub dir: PathBuf,
+    pub watch: bool,
     pub limits: RuleLimits,
 }
 
@@ -512,6 +516,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         },
         rules: RulesSettings {
             dir: raw.rules.dir.clone(),
+            watch: raw.rules.watch,
             limits: RuleLimits {
                 max_operations: r.max_operations,
                 max_call_levels: r.max_call_levels,

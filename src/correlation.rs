@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
-use crate::rules::{Outcome, Rules};
+use crate::rules::{Outcome, RuleSet, Rules};
 use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
 
@@ -66,7 +66,8 @@ impl Queue {
 
 pub struct Correlator {
     pub store: Arc<dyn Store>,
-    pub rules: Arc<Rules>,
+    /// Read once per batch: a reload takes effect between two batches.
+    pub rules: Arc<RuleSet>,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
 }
@@ -174,8 +175,9 @@ impl Correlator {
         };
         let mut pending = Pending::new(&*self.store, inflight, start);
         let mut tally = Tally::default();
+        let rules = self.rules.current();
         for alert in subs.iter().flat_map(|s| &s.alerts) {
-            self.apply(&mut pending, alert, now, &mut tally)
+            self.apply(&mut pending, &rules, alert, now, &mut tally)
                 .map_err(unavailable)?;
         }
         let (batch, mut view) = pending.into_batch();
@@ -186,6 +188,7 @@ impl Correlator {
     fn apply(
         &self,
         p: &mut Pending<'_>,
+        rules: &Rules,
         alert: &Alert,
         now: Timestamp,
         tally: &mut Tally,
@@ -239,7 +242,7 @@ impl Correlator {
             }
             prev => {
                 // First firing, or firing again after it resolved: the rules decide.
-                let (verdict, failures) = self.rules.decide(alert);
+                let (verdict, failures) = rules.decide(alert);
                 for f in &failures {
                     self.metrics
                         .rule_errors

@@ -119,6 +119,16 @@ pub enum Level {
     Low,
 }
 
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::High => "high",
+            Level::Medium => "medium",
+            Level::Low => "low",
+        }
+    }
+}
+
 impl FromStr for Level {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

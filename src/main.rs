@@ -59,6 +59,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Work with correlation rules: compile them, run alerts through them.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Check the configuration file and the rules it points to, then exit.
     CheckConfig {
         /// Configuration file.
@@ -72,15 +77,93 @@ enum Command {
     },
 }
 
+/// Where the rules come from: `--dir`, else the config file's `rules.dir`.
+#[derive(clap::Args)]
+struct RulesSource {
+    /// Rules directory (default: rules.dir of the configuration file).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Configuration file, for rules.dir and the rule limits.
+    #[arg(
+        long,
+        short,
+        default_value = "config/triaged.toml",
+        env = "TRIAGED_CONFIG"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Compile every rule file; exit 1 with file:line:column on the first error.
+    Check {
+        #[command(flatten)]
+        source: RulesSource,
+    },
+    /// Run the alerts of a JSON file (an Alertmanager payload or one alert) through
+    /// the rules and print each decision and the file and hook that made it.
+    Eval {
+        /// JSON file with the alert(s).
+        alert: PathBuf,
+        #[command(flatten)]
+        source: RulesSource,
+    },
+}
+
+impl RulesSource {
+    /// The directory and limits to use. Without `--dir` the config file must load;
+    /// with it, a config file that does not exist is not needed (default limits).
+    fn resolve(&self) -> Result<(PathBuf, triaged::config::RuleLimits), String> {
+        let settings = match (&self.dir, self.config.exists()) {
+            (Some(_), false) => None,
+            _ => Some(
+                Settings::load(&self.config, &Overrides::default()).map_err(|e| e.to_string())?,
+            ),
+        };
+        let limits = settings
+            .as_ref()
+            .map(|s| s.rules.limits)
+            .unwrap_or_default();
+        let dir = match (&self.dir, settings) {
+            (Some(d), _) => d.clone(),
+            (None, Some(s)) => s.rules.dir,
+            (None, None) => unreachable!("the config is loaded when --dir is absent"),
+        };
+        Ok((dir, limits))
+    }
+}
+
+fn rules_command(command: RulesCommand) -> ExitCode {
+    let result = match &command {
+        RulesCommand::Check { source } => source
+            .resolve()
+            .and_then(|(dir, limits)| triaged::rules::tool::check(&dir, &limits)),
+        RulesCommand::Eval { alert, source } => source
+            .resolve()
+            .and_then(|(dir, limits)| triaged::rules::tool::eval(&dir, &limits, alert)),
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Rules { command } => rules_command(command),
         Command::Serve {
             config,
             listen,
             data_dir,
-        } => serve(&config, Overrides { listen, data_dir }),
+        } => serve(config, Overrides { listen, data_dir }),
     }
 }
 
@@ -109,8 +192,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path, overrides: Overrides) -> ExitCode {
-    let settings = match Settings::load(path, &overrides) {
+fn serve(path: PathBuf, overrides: Overrides) -> ExitCode {
+    let settings = match Settings::load(&path, &overrides) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -133,9 +216,12 @@ fn serve(path: &std::path::Path, overrides: Overrides) -> ExitCode {
         // Installed before anything starts, so no signal can arrive unhandled.
         let term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
         let int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        let hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(term, int, shutdown.clone()));
-        triaged::app::run(settings, shutdown).await
+        let daemon = triaged::app::Daemon::start(settings).await?;
+        tokio::spawn(hangups(hup, path, overrides, daemon.reloader()));
+        daemon.serve(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -143,6 +229,33 @@ fn serve(path: &std::path::Path, overrides: Overrides) -> ExitCode {
             tracing::error!(error = format!("{e:#}"), "triaged stopped with an error");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP reloads the configuration file and the rules; a file that does not load
+/// leaves the running configuration in force.
+async fn hangups(
+    mut hup: Signal,
+    path: PathBuf,
+    overrides: Overrides,
+    reloader: triaged::app::Reloader,
+) {
+    while hup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration and rules");
+        let (path, overrides, reloader) = (path.clone(), overrides.clone(), reloader.clone());
+        let reloaded =
+            tokio::task::spawn_blocking(move || match Settings::load(&path, &overrides) {
+                Ok(settings) => {
+                    if let Err(e) = reloader.apply(settings) {
+                        reloader.failed(&format!("{e:#}"));
+                    }
+                }
+                Err(e) => reloader.failed(&e),
+            })
+            .await;
+        if let Err(e) = reloaded {
+            tracing::error!(error = %e, "the configuration reload task failed");
         }
     }
 }

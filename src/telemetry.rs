@@ -42,6 +42,8 @@ pub struct Metrics {
     pub incidents_resolved: IntCounter,
     pub alerts_dropped: IntCounter,
     pub rule_errors: IntCounterVec,
+    pub rules_reloads: IntCounterVec,
+    pub config_reloads: IntCounterVec,
     pub http_duration: HistogramVec,
     pub batch_size: prometheus::Histogram,
     pub commit_duration: prometheus::Histogram,
@@ -169,6 +171,16 @@ impl Metrics {
                 "triaged_rule_errors_total",
                 "Rule calls that failed (the default decision was used)",
                 &["rule", "kind"],
+            ),
+            rules_reloads: counter_vec(
+                "triaged_rules_reloads_total",
+                "Reloads of the rules directory, by result (success: the new rules are in force)",
+                &["result"],
+            ),
+            config_reloads: counter_vec(
+                "triaged_config_reloads_total",
+                "Reloads of the configuration file (SIGHUP), by result",
+                &["result"],
             ),
             http_duration,
             batch_size: histogram(

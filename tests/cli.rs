@@ -33,7 +33,7 @@ fn version_and_help() {
     let out = triaged(&["--help"], here);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    for word in ["serve", "check-config"] {
+    for word in ["serve", "check-config", "rules"] {
         assert!(stdout.contains(word), "{stdout}");
     }
     let out = triaged(&["serve", "--help"], here);
@@ -200,5 +200,135 @@ fn text_logs_have_no_colour_codes_off_a_terminal() {
     assert!(
         !stderr.contains('\x1b'),
         "colour codes in a log file: {stderr:?}"
+    );
+}
+
+#[test]
+fn rules_check_lists_the_files_or_names_file_line_and_column() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The shipped config's rules.dir.
+    let out = triaged(&["rules", "check"], here);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("rules/10-heartbeats.rhai: ok (on_alert)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 rule file(s) in rules compiled"),
+        "{stdout}"
+    );
+
+    // --dir, without any config file present.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-ok.rhai"), "fn on_alert(alert) { }\n").unwrap();
+    std::fs::write(
+        dir.path().join("20-broken.rhai"),
+        "fn on_alert(alert) {\n    if alert.status == \"firing\" {\n        drop(\"x\"\n    }\n}\n",
+    )
+    .unwrap();
+    let out = triaged(&["rules", "check", "--dir", "."], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stderr.starts_with("error: ./20-broken.rhai:4:"), "{stderr}");
+}
+
+#[test]
+fn rules_eval_prints_the_decision_and_what_made_it() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.json");
+    std::fs::write(
+        &one,
+        r#"{"labels": {"alertname": "HighLatency", "service": "api", "severity": "critical"},
+            "annotations": {"summary": "p99 above 2 s"}, "startsAt": "2026-11-29T03:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = triaged(&["rules", "eval", one.to_str().unwrap()], here);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "alert HighLatency ({}, firing)\n  decision: incident, by rules/50-severity.rhai (on_alert)\n  \
+             key: HighLatency/api\n  title: p99 above 2 s\n  service: api\n  ci: -\n  impact: high\n  \
+             urgency: high\n  major: false",
+            triaged::alerts::fingerprint(
+                &[("alertname", "HighLatency"), ("service", "api"), ("severity", "critical")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            )
+        )
+    );
+
+    // A whole Alertmanager payload: one block per alert; the heartbeat is dropped.
+    let payload = dir.path().join("payload.json");
+    let body = common::am_payload(vec![
+        common::am_alert(
+            "firing",
+            serde_json::json!({"alertname": "Watchdog"}),
+            "2026-11-29T03:00:00Z",
+        ),
+        common::am_alert(
+            "firing",
+            serde_json::json!({"alertname": "DiskFull", "job": "node"}),
+            "2026-11-29T03:00:00Z",
+        ),
+    ]);
+    std::fs::write(&payload, body.to_string()).unwrap();
+    let out = triaged(&["rules", "eval", payload.to_str().unwrap()], here);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("  decision: drop, by rules/10-heartbeats.rhai (on_alert)\n  reason: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("alert DiskFull (") && stdout.contains("  key: DiskFull/node"),
+        "{stdout}"
+    );
+
+    // A rule that throws is reported and the next rule or the default decides.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("10-throws.rhai"),
+        "fn on_alert(alert) { throw \"no luck\"; }\n",
+    )
+    .unwrap();
+    let out = triaged(
+        &[
+            "rules",
+            "eval",
+            one.to_str().unwrap(),
+            "--dir",
+            rules.to_str().unwrap(),
+        ],
+        here,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("10-throws.rhai (on_alert, runtime): "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  decision: incident, by the built-in default"),
+        "{stdout}"
+    );
+
+    // Bad input names the file and the field.
+    std::fs::write(
+        &one,
+        r#"{"labels": {"service": "api"}, "startsAt": "2026-11-29T03:00:00Z"}"#,
+    )
+    .unwrap();
+    let out = triaged(&["rules", "eval", one.to_str().unwrap()], here);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("one.json: labels.alertname: missing label alertname"),
+        "{stderr}"
     );
 }

@@ -27,6 +27,7 @@ pub use error::ApiError;
 
 use crate::config::Token;
 use crate::correlation::Queue;
+use crate::rules::RuleSet;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -35,7 +36,9 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub queue: Queue,
     pub metrics: Arc<Metrics>,
-    pub tokens: Vec<Token>,
+    /// Replaced when SIGHUP reloads the config.
+    pub tokens: Arc<std::sync::RwLock<Vec<Token>>>,
+    pub rules: Arc<RuleSet>,
     pub max_body_bytes: usize,
     /// False until the daemon is fully started and again while it drains.
     pub ready: AtomicBool,
@@ -49,7 +52,8 @@ impl Shared {
         headers: &axum::http::HeaderMap,
         need: Need,
     ) -> Result<Caller, ApiError> {
-        auth::authorize(&self.tokens, headers, need)
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        auth::authorize(&tokens, headers, need)
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}", get(records::get_incident))
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
+        .route("/api/v1/rules", get(rules_status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -119,6 +124,16 @@ async fn method_not_allowed() -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint",
     )
+}
+
+/// `GET /api/v1/rules`: the files in force (name, SHA-256, hooks), when they were
+/// loaded and the result of the last reload, with its error.
+async fn rules_status(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<crate::rules::RulesStatus>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    Ok(Json(state.rules.status()))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -7,6 +7,9 @@
 //! next script and finally to the built-in default. No IO besides reading the scripts
 //! at load time.
 
+mod live;
+pub mod tool;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,8 @@ use rhai::{CallFnOptions, Dynamic, Engine, Map, Scope, AST};
 use crate::alerts::{Alert, LabelSet};
 use crate::config::RuleLimits;
 use crate::incidents::{IncidentSpec, Level};
+
+pub use live::{LoadErrorReport, ReloadReport, RuleSet, RulesStatus, RulesWatcher, Trigger};
 
 /// The name the built-in decision is recorded under.
 pub const DEFAULT_RULE: &str = "default";
@@ -69,10 +74,21 @@ struct Script {
     ast: AST,
 }
 
+/// A file of a compiled rule set, as `GET /api/v1/rules` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleFile {
+    pub name: String,
+    /// SHA-256 of the file's content, hex.
+    pub sha256: String,
+    /// The hooks it defines (`on_alert`).
+    pub hooks: Vec<String>,
+}
+
 /// A compiled rule set.
 pub struct Rules {
     engine: Engine,
     scripts: Vec<Script>,
+    files: Vec<RuleFile>,
 }
 
 impl fmt::Debug for Rules {
@@ -143,7 +159,10 @@ impl Rules {
     ) -> Result<Rules, LoadError> {
         let engine = engine(limits);
         let mut scripts = Vec::with_capacity(sources.len());
+        let mut files = Vec::with_capacity(sources.len());
         for (file, src) in sources {
+            use sha2::Digest;
+            let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
             let ast = engine.compile(&src).map_err(|e| LoadError::Compile {
                 file: file.clone(),
                 line: e.1.line().unwrap_or(0),
@@ -154,10 +173,17 @@ impl Rules {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| file.display().to_string());
-            if ast
+            let hooks: Vec<String> = ast
                 .iter_functions()
-                .any(|f| f.name == "on_alert" && f.params.len() == 1)
-            {
+                .filter(|f| f.name == "on_alert" && f.params.len() == 1)
+                .map(|f| f.name.to_string())
+                .collect();
+            files.push(RuleFile {
+                name: name.clone(),
+                sha256,
+                hooks: hooks.clone(),
+            });
+            if !hooks.is_empty() {
                 scripts.push(Script { name, ast });
             } else if ast.iter_functions().any(|f| f.name == "on_alert") {
                 return Err(LoadError::Compile {
@@ -168,7 +194,16 @@ impl Rules {
                 });
             }
         }
-        Ok(Rules { engine, scripts })
+        Ok(Rules {
+            engine,
+            scripts,
+            files,
+        })
+    }
+
+    /// Every compiled file, in the order they run.
+    pub fn files(&self) -> &[RuleFile] {
+        &self.files
     }
 
     /// The scripts that define `on_alert`, in the order they run.

@@ -211,12 +211,13 @@ impl Child {
     /// Starts `triaged serve --config <dir>/triaged.toml` with data in `<dir>/data`
     /// on a free port, and waits until `/readyz` answers.
     pub async fn start(dir: &Path) -> Child {
+        Child::start_with_config(dir, &config_toml(&dir.join("data"), &shipped_rules(), "")).await
+    }
+
+    /// Like `start`, with `<dir>/triaged.toml` holding `toml`.
+    pub async fn start_with_config(dir: &Path, toml: &str) -> Child {
         let config = dir.join("triaged.toml");
-        std::fs::write(
-            &config,
-            config_toml(&dir.join("data"), &shipped_rules(), ""),
-        )
-        .unwrap();
+        std::fs::write(&config, toml).unwrap();
         let port = free_port();
         let log = dir.join(format!("triaged-{port}.log"));
         let out = std::fs::File::create(&log).unwrap();
@@ -251,6 +252,18 @@ impl Child {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Child {
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.process.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
     }
 }
 
