@@ -112,6 +112,8 @@ pub struct RawRules {
     pub max_array_size: usize,
     /// Largest object map a rule may build.
     pub max_map_size: usize,
+    /// Wall-clock time one hook call may take, in milliseconds.
+    pub max_call_millis: u64,
 }
 
 impl Default for RawRules {
@@ -125,6 +127,7 @@ impl Default for RawRules {
             max_string_size: 64 * 1024,
             max_array_size: 10_000,
             max_map_size: 10_000,
+            max_call_millis: 50,
         }
     }
 }
@@ -251,6 +254,7 @@ pub struct RuleLimits {
     pub max_string_size: usize,
     pub max_array_size: usize,
     pub max_map_size: usize,
+    pub max_call: std::time::Duration,
 }
 
 impl Default for RuleLimits {
@@ -263,6 +267,7 @@ impl Default for RuleLimits {
             max_string_size: raw.max_string_size,
             max_array_size: raw.max_array_size,
             max_map_size: raw.max_map_size,
+            max_call: std::time::Duration::from_millis(raw.max_call_millis),
         }
     }
 }
@@ -493,6 +498,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         ("max_string_size", r.max_string_size),
         ("max_array_size", r.max_array_size),
         ("max_map_size", r.max_map_size),
+        ("max_call_millis", r.max_call_millis as usize),
     ] {
         if value == 0 {
             return Err(invalid(format!("rules.{name}"), "must be greater than 0"));
@@ -524,6 +530,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
                 max_string_size: r.max_string_size,
                 max_array_size: r.max_array_size,
                 max_map_size: r.max_map_size,
+                max_call: std::time::Duration::from_millis(r.max_call_millis),
             },
         },
         incidents: Policy {

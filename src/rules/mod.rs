@@ -21,6 +21,12 @@ use crate::incidents::{IncidentSpec, Level};
 
 pub use live::{LoadErrorReport, ReloadReport, RuleSet, RulesStatus, RulesWatcher, Trigger};
 
+thread_local! {
+    /// When the hook call running on this thread started, for the deadline.
+    static CALL_STARTED: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// The name the built-in decision is recorded under.
 pub const DEFAULT_RULE: &str = "default";
 
@@ -115,6 +121,17 @@ fn engine(limits: &RuleLimits) -> Engine {
     engine.set_max_string_size(limits.max_string_size);
     engine.set_max_array_size(limits.max_array_size);
     engine.set_max_map_size(limits.max_map_size);
+    // The wall-clock deadline: checked every 256 operations against the start of the
+    // current hook call (set by `call_hook` on this thread).
+    let max_call = limits.max_call;
+    engine.on_progress(move |ops| {
+        if ops % 256 != 0 {
+            return None;
+        }
+        let started = CALL_STARTED.get()?;
+        (started.elapsed() > max_call)
+            .then(|| Dynamic::from(format!("deadline of {} ms exceeded", max_call.as_millis())))
+    });
     engine.on_print(|text| tracing::info!(target: "triaged::rules", "{text}"));
     engine.on_debug(|text, source, pos| {
         tracing::debug!(target: "triaged::rules", source = source.unwrap_or(""), %pos, "{text}")
@@ -251,21 +268,33 @@ impl Rules {
         };
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let result: Dynamic = self
-            .engine
-            .call_fn_with_options(options, &mut scope, &script.ast, "on_alert", (input,))
-            .map_err(|e| {
-                use rhai::EvalAltResult as E;
-                let kind = match *e {
-                    E::ErrorTooManyOperations(_)
-                    | E::ErrorStackOverflow(_)
-                    | E::ErrorDataTooLarge(..)
-                    | E::ErrorTooManyVariables(_)
-                    | E::ErrorTooManyModules(_) => "limit",
-                    _ => "runtime",
-                };
-                failure(kind, e.to_string())
-            })?;
+        CALL_STARTED.set(Some(std::time::Instant::now()));
+        let called: Result<Dynamic, _> = self.engine.call_fn_with_options(
+            options,
+            &mut scope,
+            &script.ast,
+            "on_alert",
+            (input,),
+        );
+        CALL_STARTED.set(None);
+        let result = called.map_err(|e| {
+            use rhai::EvalAltResult as E;
+            let kind = match *e {
+                E::ErrorTerminated(..)
+                | E::ErrorTooManyOperations(_)
+                | E::ErrorStackOverflow(_)
+                | E::ErrorDataTooLarge(..)
+                | E::ErrorTooManyVariables(_)
+                | E::ErrorTooManyModules(_) => "limit",
+                _ => "runtime",
+            };
+            let message = match &*e {
+                // Rhai's text for this is "Script terminated"; say which limit.
+                E::ErrorTerminated(why, pos) => format!("{why} ({pos})"),
+                _ => e.to_string(),
+            };
+            failure(kind, message)
+        })?;
         if result.is_unit() {
             return Ok(None);
         }

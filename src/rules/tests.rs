@@ -246,3 +246,32 @@ fn labels_set_by_an_earlier_script_are_seen_by_later_ones() {
     let (rule, _, _) = check(&scripts, &[("alertname", "X"), ("job", "web")]);
     assert_eq!(rule, "default");
 }
+
+#[test]
+fn a_call_past_its_wall_clock_deadline_is_stopped() {
+    let limits = RuleLimits {
+        max_operations: u64::MAX,
+        max_call: std::time::Duration::from_millis(20),
+        ..RuleLimits::default()
+    };
+    let rules = rules(
+        &[(
+            "10-spin.rhai",
+            "fn on_alert(a) { let n = 0; loop { n += 1; } }",
+        )],
+        limits,
+    )
+    .expect("compiles");
+    let (verdict, failures) = rules.decide(&alert(&[("alertname", "A")]));
+    assert_eq!(verdict.rule, DEFAULT_RULE);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].kind, "limit");
+    assert!(
+        failures[0].message.contains("deadline of 20 ms exceeded"),
+        "{}",
+        failures[0].message
+    );
+    // The next call gets its own deadline.
+    let (_, failures) = rules.decide(&alert(&[("alertname", "B")]));
+    assert_eq!(failures.len(), 1);
+}
