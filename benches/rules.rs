@@ -8,7 +8,7 @@ use std::path::Path;
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use triaged::alerts::{Alert, AlertStatus, Source};
-use triaged::config::RuleLimits;
+use triaged::config::RuleEnv;
 use triaged::rules::Rules;
 
 fn main() {
@@ -63,12 +63,12 @@ fn bench_decide(bencher: Bencher, rules: &Rules) {
 #[divan::bench]
 fn shipped_rules(bencher: Bencher) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let rules = Rules::load(&dir, &RuleLimits::default()).expect("shipped rules compile");
+    let rules = Rules::load(&dir, &RuleEnv::default()).expect("shipped rules compile");
     bench_decide(bencher, &rules);
 }
 
 #[divan::bench]
 fn builtin_default_only(bencher: Bencher) {
-    let rules = Rules::compile(Vec::new(), &RuleLimits::default()).unwrap();
+    let rules = Rules::compile(Vec::new(), &RuleEnv::default()).unwrap();
     bench_decide(bencher, &rules);
 }

@@ -51,7 +51,8 @@ struct ReloaderInner {
 }
 
 impl Reloader {
-    /// Applies what can change while running: the rules (directory, limits, watching)
+    /// Applies what can change while running: the rules (directory, limits, service
+    /// catalogue, watching)
     /// and the API tokens. The rules are swapped only if all of them compile; the
     /// tokens only then too, so a reload is all or nothing. Settings that need a
     /// restart (listen address, store, log, incident policy) are logged if changed.
@@ -59,7 +60,7 @@ impl Reloader {
         let inner = &*self.inner;
         let rules = &inner.rules;
         let old_dir = rules.dir();
-        rules.reconfigure(&new.rules.dir, new.rules.limits, Trigger::Sighup)?;
+        rules.reconfigure(&new.rules.dir, new.rules.env(), Trigger::Sighup)?;
         *inner.tokens.write().unwrap_or_else(|p| p.into_inner()) = new.server.tokens.clone();
         let mut watcher = inner.watcher.lock().unwrap_or_else(|p| p.into_inner());
         if !new.rules.watch {
@@ -119,7 +120,7 @@ impl Daemon {
     /// Everything that can fail at start happens here, before the first request.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         // Rules first: a broken rule stops the start before anything is created.
-        let rules = Rules::load(&settings.rules.dir, &settings.rules.limits)?;
+        let rules = Rules::load(&settings.rules.dir, &settings.rules.env())?;
         let store_settings = settings.store.clone();
         let store: Arc<dyn Store> =
             tokio::task::spawn_blocking(move || store::open(&store_settings))
@@ -137,7 +138,7 @@ impl Daemon {
         let rules = Arc::new(RuleSet::new(
             rules,
             &settings.rules.dir,
-            settings.rules.limits,
+            settings.rules.env(),
             metrics.rules_reloads.clone(),
         ));
         let watcher = if settings.rules.watch {

@@ -5,14 +5,14 @@
 //! bound; every error names the file, line, column and key. Nothing here starts tasks
 //! or binds sockets. Relative paths in the file are taken from the working directory.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::incidents::Policy;
+use crate::incidents::{Level, Policy};
 
 /// The raw file. Every section is optional; defaults live in the `Default` impls below.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub rules: RawRules,
     /// Incident correlation policy.
     pub incidents: RawIncidents,
+    /// The service catalogue rules read with `service(name)`.
+    pub services: BTreeMap<String, RawService>,
     /// Logging.
     pub log: RawLog,
 }
@@ -91,6 +93,18 @@ impl Default for RawStore {
             checkpoint_max_records: 50_000,
         }
     }
+}
+
+/// One entry of `[services.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Who runs it (a team or person), for rules and, later, routing.
+    pub owner: Option<String>,
+    /// Service tier, free text (`"1"`, `"gold"`).
+    pub tier: Option<String>,
+    /// The impact an incident on it has unless a rule says otherwise.
+    pub impact: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +258,32 @@ pub struct RulesSettings {
     pub dir: PathBuf,
     pub watch: bool,
     pub limits: RuleLimits,
+    pub services: BTreeMap<String, Service>,
+}
+
+impl RulesSettings {
+    /// What rules are compiled with.
+    pub fn env(&self) -> RuleEnv {
+        RuleEnv {
+            limits: self.limits,
+            services: self.services.clone(),
+        }
+    }
+}
+
+/// A service of the catalogue (`[services.<name>]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub owner: Option<String>,
+    pub tier: Option<String>,
+    pub impact: Option<Level>,
+}
+
+/// What a rule set is compiled with: its limits and the service catalogue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleEnv {
+    pub limits: RuleLimits,
+    pub services: BTreeMap<String, Service>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,6 +544,24 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             return Err(invalid(format!("rules.{name}"), "must be greater than 0"));
         }
     }
+    let mut services = BTreeMap::new();
+    for (name, s) in &raw.services {
+        let impact = match &s.impact {
+            None => None,
+            Some(text) => Some(
+                text.parse::<Level>()
+                    .map_err(|e| invalid(format!("services.{name}.impact"), e))?,
+            ),
+        };
+        services.insert(
+            name.clone(),
+            Service {
+                owner: s.owner.clone(),
+                tier: s.tier.clone(),
+                impact,
+            },
+        );
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
         return Err(invalid("log.level", format!("not a valid log filter: {e}")));
     }
@@ -532,6 +590,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
                 max_map_size: r.max_map_size,
                 max_call: std::time::Duration::from_millis(r.max_call_millis),
             },
+            services,
         },
         incidents: Policy {
             auto_resolve: raw.incidents.auto_resolve,
@@ -688,6 +747,37 @@ mod tests {
 
         let err = load("[log]\nlevel = \"info,[\"\n").unwrap_err();
         assert_eq!(err.key, "log.level");
+    }
+
+    #[test]
+    fn the_service_catalogue_is_read_and_checked() {
+        let s = load(
+            "[services.checkout]\nowner = \"team-shop\"\ntier = \"1\"\nimpact = \"high\"\n\
+             [services.wiki]\n",
+        )
+        .unwrap();
+        let env = s.rules.env();
+        assert_eq!(
+            env.services["checkout"],
+            Service {
+                owner: Some("team-shop".into()),
+                tier: Some("1".into()),
+                impact: Some(Level::High),
+            }
+        );
+        assert_eq!(env.services["wiki"].impact, None);
+
+        let err = load("[services.checkout]\nowner = \"x\"\nimpact = \"huge\"\n").unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.position),
+            ("services.checkout.impact", Some((3, 1)))
+        );
+        assert!(
+            err.message.contains("expected high, medium or low"),
+            "{err}"
+        );
+        let err = load("[services.checkout]\nowners = \"x\"\n").unwrap_err();
+        assert_eq!(err.key, "services.checkout.owners");
     }
 
     #[test]

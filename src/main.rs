@@ -83,7 +83,7 @@ struct RulesSource {
     /// Rules directory (default: rules.dir of the configuration file).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Configuration file, for rules.dir and the rule limits.
+    /// Configuration file, for rules.dir, the rule limits and the service catalogue.
     #[arg(
         long,
         short,
@@ -111,25 +111,23 @@ enum RulesCommand {
 }
 
 impl RulesSource {
-    /// The directory and limits to use. Without `--dir` the config file must load;
-    /// with it, a config file that does not exist is not needed (default limits).
-    fn resolve(&self) -> Result<(PathBuf, triaged::config::RuleLimits), String> {
+    /// The directory and environment (limits, services) to use. Without `--dir` the
+    /// config file must load; with it, a config file that does not exist is not
+    /// needed (default limits, no services).
+    fn resolve(&self) -> Result<(PathBuf, triaged::config::RuleEnv), String> {
         let settings = match (&self.dir, self.config.exists()) {
             (Some(_), false) => None,
             _ => Some(
                 Settings::load(&self.config, &Overrides::default()).map_err(|e| e.to_string())?,
             ),
         };
-        let limits = settings
-            .as_ref()
-            .map(|s| s.rules.limits)
-            .unwrap_or_default();
+        let env = settings.as_ref().map(|s| s.rules.env()).unwrap_or_default();
         let dir = match (&self.dir, settings) {
             (Some(d), _) => d.clone(),
             (None, Some(s)) => s.rules.dir,
             (None, None) => unreachable!("the config is loaded when --dir is absent"),
         };
-        Ok((dir, limits))
+        Ok((dir, env))
     }
 }
 
@@ -137,10 +135,10 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     let result = match &command {
         RulesCommand::Check { source } => source
             .resolve()
-            .and_then(|(dir, limits)| triaged::rules::tool::check(&dir, &limits)),
+            .and_then(|(dir, env)| triaged::rules::tool::check(&dir, &env)),
         RulesCommand::Eval { alert, source } => source
             .resolve()
-            .and_then(|(dir, limits)| triaged::rules::tool::eval(&dir, &limits, alert)),
+            .and_then(|(dir, env)| triaged::rules::tool::eval(&dir, &env, alert)),
     };
     match result {
         Ok(report) => {
@@ -175,7 +173,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Rules::load(&settings.rules.dir, &settings.rules.limits) {
+    match Rules::load(&settings.rules.dir, &settings.rules.env()) {
         Ok(rules) => {
             println!(
                 "{}: ok ({} rule script(s) in {})",

@@ -17,7 +17,7 @@ use prometheus::IntCounterVec;
 use serde::Serialize;
 
 use super::{LoadError, RuleFile, Rules};
-use crate::config::RuleLimits;
+use crate::config::RuleEnv;
 
 /// Quiet time after the last change before a reload: an editor's save is often
 /// several events (write to a temporary file, rename, chmod).
@@ -94,7 +94,7 @@ pub struct RulesStatus {
 
 struct Source {
     dir: PathBuf,
-    limits: RuleLimits,
+    env: RuleEnv,
 }
 
 /// The rule set in force, shared by correlation, the API and the reloaders.
@@ -108,13 +108,13 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// The set loaded at start.
-    pub fn new(rules: Rules, dir: &Path, limits: RuleLimits, reloads: IntCounterVec) -> RuleSet {
+    pub fn new(rules: Rules, dir: &Path, env: RuleEnv, reloads: IntCounterVec) -> RuleSet {
         let now = Timestamp::now();
         RuleSet {
             current: RwLock::new((Arc::new(rules), now)),
             source: Mutex::new(Source {
                 dir: dir.to_path_buf(),
-                limits,
+                env,
             }),
             last: Mutex::new(ReloadReport {
                 at: now,
@@ -141,18 +141,14 @@ impl RuleSet {
         self.load(&source, trigger)
     }
 
-    /// Takes a new directory and limits (a reloaded config) and reloads from them;
+    /// Takes a new directory and environment (limits, services: a reloaded config)
+    /// and reloads from them;
     /// they are kept only if the load succeeds.
-    pub fn reconfigure(
-        &self,
-        dir: &Path,
-        limits: RuleLimits,
-        trigger: Trigger,
-    ) -> Result<(), LoadError> {
+    pub fn reconfigure(&self, dir: &Path, env: RuleEnv, trigger: Trigger) -> Result<(), LoadError> {
         let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner());
         let new = Source {
             dir: dir.to_path_buf(),
-            limits,
+            env,
         };
         self.load(&new, trigger)?;
         *source = new;
@@ -169,7 +165,7 @@ impl RuleSet {
     }
 
     fn load(&self, source: &Source, trigger: Trigger) -> Result<(), LoadError> {
-        let loaded = Rules::load(&source.dir, &source.limits);
+        let loaded = Rules::load(&source.dir, &source.env);
         let at = Timestamp::now();
         let report = match &loaded {
             Ok(_) => ReloadReport {

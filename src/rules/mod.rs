@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rhai::{CallFnOptions, Dynamic, Engine, Map, Scope, AST};
 
 use crate::alerts::{Alert, LabelSet};
-use crate::config::RuleLimits;
+use crate::config::{RuleEnv, Service};
 use crate::incidents::{IncidentSpec, Level};
 
 pub use live::{LoadErrorReport, ReloadReport, RuleSet, RulesStatus, RulesWatcher, Trigger};
@@ -25,6 +25,8 @@ thread_local! {
     /// When the hook call running on this thread started, for the deadline.
     static CALL_STARTED: std::cell::Cell<Option<std::time::Instant>> =
         const { std::cell::Cell::new(None) };
+    /// `now()` of the decision running on this thread: the alert's receive time.
+    static CALL_NOW: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
 }
 
 /// The name the built-in decision is recorded under.
@@ -95,6 +97,8 @@ pub struct Rules {
     engine: Engine,
     scripts: Vec<Script>,
     files: Vec<RuleFile>,
+    /// The service catalogue: the default impact of an incident on a known service.
+    services: std::collections::BTreeMap<String, Service>,
 }
 
 impl fmt::Debug for Rules {
@@ -105,8 +109,16 @@ impl fmt::Debug for Rules {
     }
 }
 
-/// The sandboxed engine: only the functions rules need, bounded by `limits`.
-fn engine(limits: &RuleLimits) -> Engine {
+/// Patterns `regex_match` keeps compiled (per rule set); past this the cache is
+/// emptied and refilled, so a rule building patterns from alert text cannot grow it.
+const REGEX_CACHE: usize = 1024;
+/// Compiled size limit of one pattern (the `regex` crate matches in linear time, so
+/// size is the only cost to bound).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The sandboxed engine: only the functions rules need, bounded by `env.limits`.
+fn engine(env: &RuleEnv) -> Engine {
+    let limits = &env.limits;
     let mut engine = Engine::new();
     // Rhai's string interner spent ~10 % of rule evaluation keeping its cache trimmed
     // (perf on `cargo bench --bench rules`); rules build few repeated strings.
@@ -139,12 +151,83 @@ fn engine(limits: &RuleLimits) -> Engine {
     engine.register_type_with_name::<Decision>("Decision");
     engine.register_fn("incident", Decision::Incident);
     engine.register_fn("drop", |reason: &str| Decision::Drop(reason.to_string()));
+    register_host_functions(&mut engine, env);
     engine
+}
+
+/// `now()`, `parse_time(text)`, `regex_match(pattern, text)`, `label(alert, name,
+/// default)` and `service(name)`: pure (given the alert's receive time) and bounded.
+fn register_host_functions(engine: &mut Engine, env: &RuleEnv) {
+    use rhai::EvalAltResult;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    // The time the alert was received: a decision does not depend on when it is
+    // replayed or tested.
+    engine.register_fn("now", || -> i64 {
+        CALL_NOW
+            .get()
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second())
+    });
+    engine.register_fn(
+        "parse_time",
+        |text: &str| -> Result<i64, Box<EvalAltResult>> {
+            text.parse::<jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .map_err(|e| format!("parse_time({text:?}): {e}").into())
+        },
+    );
+    let cache: Arc<Mutex<HashMap<String, regex::Regex>>> = Arc::default();
+    engine.register_fn(
+        "regex_match",
+        move |pattern: &str, text: &str| -> Result<bool, Box<EvalAltResult>> {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(re) = cache.get(pattern) {
+                return Ok(re.is_match(text));
+            }
+            let re = regex::RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| format!("regex_match: bad pattern {pattern:?}: {e}"))?;
+            let matched = re.is_match(text);
+            if cache.len() >= REGEX_CACHE {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), re);
+            Ok(matched)
+        },
+    );
+    engine.register_fn(
+        "label",
+        |alert: &mut Map, name: &str, default: Dynamic| -> Dynamic {
+            alert
+                .get("labels")
+                .and_then(|l| l.read_lock::<Map>().and_then(|m| m.get(name).cloned()))
+                .unwrap_or(default)
+        },
+    );
+    let services: Arc<std::collections::BTreeMap<String, Service>> = Arc::new(env.services.clone());
+    engine.register_fn("service", move |name: &str| -> Dynamic {
+        let Some(s) = services.get(name) else {
+            return Dynamic::UNIT;
+        };
+        let text = |v: &Option<String>| v.clone().map_or(Dynamic::UNIT, Dynamic::from);
+        let mut m = Map::new();
+        m.insert("name".into(), name.into());
+        m.insert("owner".into(), text(&s.owner));
+        m.insert("tier".into(), text(&s.tier));
+        m.insert(
+            "impact".into(),
+            s.impact
+                .map_or(Dynamic::UNIT, |l| Dynamic::from(l.as_str().to_string())),
+        );
+        Dynamic::from_map(m)
+    });
 }
 
 impl Rules {
     /// Compiles every `*.rhai` file in `dir`, in file-name order.
-    pub fn load(dir: &Path, limits: &RuleLimits) -> Result<Rules, LoadError> {
+    pub fn load(dir: &Path, env: &RuleEnv) -> Result<Rules, LoadError> {
         let dir_err = |e: std::io::Error| LoadError::Dir {
             dir: dir.to_path_buf(),
             message: e.to_string(),
@@ -166,15 +249,12 @@ impl Rules {
             })?;
             sources.push((file, src));
         }
-        Rules::compile(sources, limits)
+        Rules::compile(sources, env)
     }
 
     /// Compiles scripts given as (path, source); the path names the rule.
-    pub fn compile(
-        sources: Vec<(PathBuf, String)>,
-        limits: &RuleLimits,
-    ) -> Result<Rules, LoadError> {
-        let engine = engine(limits);
+    pub fn compile(sources: Vec<(PathBuf, String)>, env: &RuleEnv) -> Result<Rules, LoadError> {
+        let engine = engine(env);
         let mut scripts = Vec::with_capacity(sources.len());
         let mut files = Vec::with_capacity(sources.len());
         for (file, src) in sources {
@@ -215,6 +295,7 @@ impl Rules {
             engine,
             scripts,
             files,
+            services: env.services.clone(),
         })
     }
 
@@ -230,6 +311,13 @@ impl Rules {
 
     /// Runs `on_alert` of each script until one decides; the built-in default otherwise.
     pub fn decide(&self, alert: &Alert) -> (Verdict, Vec<RuleFailure>) {
+        CALL_NOW.set(Some(alert.received_at.as_second()));
+        let decided = self.decide_now(alert);
+        CALL_NOW.set(None);
+        decided
+    }
+
+    fn decide_now(&self, alert: &Alert) -> (Verdict, Vec<RuleFailure>) {
         let mut failures = Vec::new();
         if !self.scripts.is_empty() {
             let input = Dynamic::from_map(alert_map(alert)).into_shared();
@@ -249,9 +337,22 @@ impl Rules {
         }
         let verdict = Verdict {
             rule: DEFAULT_RULE.to_string(),
-            outcome: Outcome::Incident(default_spec(alert)),
+            outcome: Outcome::Incident(self.with_service_impact(default_spec(alert), None)),
         };
         (verdict, failures)
+    }
+
+    /// The impact a rule gave, else the catalogue's for the spec's service, else medium.
+    fn with_service_impact(&self, mut spec: IncidentSpec, given: Option<Level>) -> IncidentSpec {
+        spec.impact = given
+            .or_else(|| {
+                spec.service
+                    .as_deref()
+                    .and_then(|s| self.services.get(s))
+                    .and_then(|s| s.impact)
+            })
+            .unwrap_or(Level::Medium);
+        spec
     }
 
     fn call_on_alert(
@@ -310,7 +411,9 @@ impl Rules {
         match decision {
             Decision::Drop(reason) => Ok(Some(Outcome::Drop(reason))),
             Decision::Incident(map) => spec_from_map(&map, alert)
-                .map(|spec| Some(Outcome::Incident(spec)))
+                .map(|(spec, impact)| {
+                    Some(Outcome::Incident(self.with_service_impact(spec, impact)))
+                })
                 .map_err(|m| failure("malformed", m)),
         }
     }
@@ -357,17 +460,19 @@ fn optional_string(map: &Map, field: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn level(map: &Map, field: &str) -> Result<Level, String> {
+fn level(map: &Map, field: &str) -> Result<Option<Level>, String> {
     match optional_string(map, field)? {
-        None => Ok(Level::Medium),
+        None => Ok(None),
         Some(s) => s
             .parse()
+            .map(Some)
             .map_err(|e| format!("incident field {field}: {e}")),
     }
 }
 
-/// Turns the map a rule passed to `incident(...)` into a spec; `key` is required.
-fn spec_from_map(map: &Map, alert: &Alert) -> Result<IncidentSpec, String> {
+/// Turns the map a rule passed to `incident(...)` into a spec (`key` is required) and
+/// the impact it gave, if any (the caller fills it in from the service catalogue).
+fn spec_from_map(map: &Map, alert: &Alert) -> Result<(IncidentSpec, Option<Level>), String> {
     const FIELDS: [&str; 7] = [
         "key", "title", "service", "ci", "impact", "urgency", "major",
     ];
@@ -387,15 +492,17 @@ fn spec_from_map(map: &Map, alert: &Alert) -> Result<IncidentSpec, String> {
             .as_bool()
             .map_err(|t| format!("incident field major must be a bool, got {t}"))?,
     };
-    Ok(IncidentSpec {
+    let impact = level(map, "impact")?;
+    let spec = IncidentSpec {
         key,
         title: optional_string(map, "title")?.unwrap_or(defaults.title),
         service: optional_string(map, "service")?.or(defaults.service),
         ci: optional_string(map, "ci")?.or(defaults.ci),
-        impact: level(map, "impact")?,
-        urgency: level(map, "urgency")?,
+        impact: impact.unwrap_or(Level::Medium),
+        urgency: level(map, "urgency")?.unwrap_or(Level::Medium),
         major,
-    })
+    };
+    Ok((spec, impact))
 }
 
 /// The built-in decision: one incident per alertname and service (or job).

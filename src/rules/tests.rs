@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::alerts::{AlertStatus, Source};
+use crate::config::RuleLimits;
 
 fn alert(labels: &[(&str, &str)]) -> Alert {
     Alert {
@@ -21,11 +22,21 @@ fn alert(labels: &[(&str, &str)]) -> Alert {
 }
 
 fn rules(scripts: &[(&str, &str)], limits: RuleLimits) -> Result<Rules, LoadError> {
+    rules_in(
+        scripts,
+        &RuleEnv {
+            limits,
+            ..RuleEnv::default()
+        },
+    )
+}
+
+fn rules_in(scripts: &[(&str, &str)], env: &RuleEnv) -> Result<Rules, LoadError> {
     let sources = scripts
         .iter()
         .map(|(name, src)| (PathBuf::from(name), src.to_string()))
         .collect();
-    Rules::compile(sources, &limits)
+    Rules::compile(sources, env)
 }
 
 /// Runs `scripts` on an alert with `labels`; returns (rule, outcome, failure kinds).
@@ -205,7 +216,7 @@ fn compile_errors_name_file_line_and_column() {
 #[test]
 fn shipped_rules_compile_and_decide() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let rules = Rules::load(&dir, &RuleLimits::default()).unwrap();
+    let rules = Rules::load(&dir, &RuleEnv::default()).unwrap();
     assert!(!rules.script_names().is_empty());
     let (verdict, failures) = rules.decide(&alert(&[("alertname", "Watchdog")]));
     assert!(failures.is_empty());
@@ -274,4 +285,114 @@ fn a_call_past_its_wall_clock_deadline_is_stopped() {
     // The next call gets its own deadline.
     let (_, failures) = rules.decide(&alert(&[("alertname", "B")]));
     assert_eq!(failures.len(), 1);
+}
+
+fn catalogue() -> RuleEnv {
+    let mut env = RuleEnv::default();
+    env.services.insert(
+        "checkout".into(),
+        crate::config::Service {
+            owner: Some("team-shop".into()),
+            tier: Some("1".into()),
+            impact: Some(Level::High),
+        },
+    );
+    env
+}
+
+/// Runs one script in `env` and returns the incident key it decided (rules put what
+/// they computed into the key) or the failure kinds.
+fn key_from(script: &str, labels: &[(&str, &str)]) -> Result<String, Vec<&'static str>> {
+    let rules = rules_in(&[("10-t.rhai", script)], &catalogue()).expect("compiles");
+    let (verdict, failures) = rules.decide(&alert(labels));
+    match verdict.outcome {
+        Outcome::Incident(spec) if verdict.rule == "10-t.rhai" => Ok(spec.key),
+        _ => Err(failures.iter().map(|f| f.kind).collect()),
+    }
+}
+
+#[test]
+fn host_functions_answer_from_the_alert_and_the_catalogue() {
+    let cases: &[(&str, Result<&str, Vec<&str>>)] = &[
+        // now() is the alert's receive time (2026-01-01T00:00:01Z).
+        (r#"incident(#{ key: `${now()}` })"#, Ok("1767225601")),
+        (
+            r#"incident(#{ key: `${now() - parse_time("2026-01-01T00:00:00Z")}` })"#,
+            Ok("1"),
+        ),
+        (
+            r#"incident(#{ key: `${parse_time("yesterday")}` })"#,
+            Err(vec!["runtime"]),
+        ),
+        (
+            r#"incident(#{ key: `${regex_match("^disk-(full|slow)$", a.labels.alertname)}` })"#,
+            Ok("true"),
+        ),
+        (
+            r#"incident(#{ key: `${regex_match("^cpu", a.labels.alertname)}` })"#,
+            Ok("false"),
+        ),
+        (
+            r#"incident(#{ key: `${regex_match("(", "x")}` })"#,
+            Err(vec!["runtime"]),
+        ),
+        (
+            r#"incident(#{ key: label(a, "team", "nobody") })"#,
+            Ok("nobody"),
+        ),
+        (
+            r#"incident(#{ key: label(a, "service", "nobody") })"#,
+            Ok("checkout"),
+        ),
+        (
+            r#"let s = service(a.labels.service); incident(#{ key: s.owner + "/" + s.tier + "/" + s.impact })"#,
+            Ok("team-shop/1/high"),
+        ),
+        (
+            r#"incident(#{ key: `${service("nope") == ()}` })"#,
+            Ok("true"),
+        ),
+    ];
+    for (body, want) in cases {
+        let script = format!("fn on_alert(a) {{ {body} }}");
+        let got = key_from(
+            &script,
+            &[("alertname", "disk-full"), ("service", "checkout")],
+        );
+        let want = want.clone().map(str::to_string);
+        assert_eq!(got, want, "{body}");
+    }
+}
+
+#[test]
+fn the_catalogue_gives_the_impact_a_rule_leaves_out() {
+    let env = catalogue();
+    let labels = [("alertname", "A"), ("service", "checkout")];
+    let impact = |script: Option<&str>| {
+        let scripts: Vec<(&str, &str)> = script.map(|s| ("10-t.rhai", s)).into_iter().collect();
+        let rules = rules_in(&scripts, &env).unwrap();
+        match rules.decide(&alert(&labels)).0.outcome {
+            Outcome::Incident(spec) => spec.impact,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(impact(None), Level::High, "the built-in default");
+    assert_eq!(
+        impact(Some(r#"fn on_alert(a) { incident(#{ key: "k" }) }"#)),
+        Level::High
+    );
+    assert_eq!(
+        impact(Some(
+            r#"fn on_alert(a) { incident(#{ key: "k", impact: "low" }) }"#
+        )),
+        Level::Low,
+        "the rule's own impact wins"
+    );
+    assert_eq!(
+        impact(Some(
+            r#"fn on_alert(a) { incident(#{ key: "k", service: "other" }) }"#
+        )),
+        Level::Medium,
+        "a service outside the catalogue"
+    );
 }

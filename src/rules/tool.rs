@@ -7,11 +7,11 @@ use std::path::Path;
 
 use super::{Outcome, Rules};
 use crate::alerts::Alert;
-use crate::config::RuleLimits;
+use crate::config::RuleEnv;
 
 /// Compiles every rule file; the report names them, or the error names file:line:col.
-pub fn check(dir: &Path, limits: &RuleLimits) -> Result<String, String> {
-    let rules = Rules::load(dir, limits).map_err(|e| e.to_string())?;
+pub fn check(dir: &Path, env: &RuleEnv) -> Result<String, String> {
+    let rules = Rules::load(dir, env).map_err(|e| e.to_string())?;
     let mut out = String::new();
     for f in rules.files() {
         let hooks = if f.hooks.is_empty() {
@@ -81,8 +81,8 @@ pub fn read_alerts(file: &Path) -> Result<Vec<Alert>, String> {
 }
 
 /// Runs each alert of `file` through the rules; one block per alert.
-pub fn eval(dir: &Path, limits: &RuleLimits, file: &Path) -> Result<String, String> {
-    let rules = Rules::load(dir, limits).map_err(|e| e.to_string())?;
+pub fn eval(dir: &Path, env: &RuleEnv, file: &Path) -> Result<String, String> {
+    let rules = Rules::load(dir, env).map_err(|e| e.to_string())?;
     let alerts = read_alerts(file)?;
     let mut out = String::new();
     for (i, alert) in alerts.iter().enumerate() {
