@@ -279,3 +279,62 @@ async fn sighup_reloads_the_config_and_rules_and_survives_a_broken_config() {
         child.log_text()
     );
 }
+
+/// Hostile rule files, each set off by its own alert name: every one fails in its own
+/// way, the daemon goes on answering, the alert gets the default decision and the
+/// failure is counted by file and kind.
+#[tokio::test]
+async fn hostile_rules_never_stop_the_daemon() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("10-loop.rhai", "Loop", "loop { }"),
+        ("11-recursion.rhai", "Recurse", "return on_alert(alert);"),
+        (
+            "12-string.rhai",
+            "BigString",
+            "let s = \"xxxxxxxxxxxxxxxx\"; loop { s += s; }",
+        ),
+        (
+            "13-array.rhai",
+            "BigArray",
+            "let a = [1]; loop { a += a; }",
+        ),
+        ("14-throw.rhai", "Throw", "throw \"rule bug\";"),
+        ("15-type.rhai", "WrongType", "return 42;"),
+        (
+            "16-missing.rhai",
+            "MissingKey",
+            "return incident(#{ title: \"no key\" });",
+        ),
+        (
+            "17-regex.rhai",
+            "BadRegex",
+            "return regex_match(\"(unclosed\", alert.labels.alertname);",
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for (file, name, body) in cases {
+        std::fs::write(
+            rules.join(file),
+            format!("fn on_alert(alert) {{\n    if alert.labels.alertname == \"{name}\" {{\n        {body}\n    }}\n}}\n"),
+        )
+        .unwrap();
+    }
+    let d = Daemon::start_with_rules(&tmp.path().join("data"), &rules, "").await;
+    let kinds = ["limit", "limit", "limit", "limit", "runtime", "malformed", "malformed", "runtime"];
+    for ((file, name, _), kind) in cases.iter().zip(kinds) {
+        assert_eq!(key_for(&d, name).await, format!("{name}/shop"), "{file}");
+        let counted = metric(
+            &d,
+            &format!("triaged_rule_errors_total{{kind=\"{kind}\",rule=\"{file}\"}}"),
+        )
+        .await;
+        assert_eq!(counted, 1.0, "{file} counted as {kind}");
+    }
+    // Still healthy, and a plain alert still goes through every script.
+    let (status, _) = d.get("/readyz").await;
+    assert_eq!(status, 200);
+    assert_eq!(key_for(&d, "Calm").await, "Calm/shop");
+    d.stop().await;
+}
