@@ -109,6 +109,7 @@ impl Correlator {
                 .expect("the sync thread starts")
         };
         let mut inflight: VecDeque<Arc<InFlight>> = VecDeque::new();
+        let mut clock = Timestamp::MIN;
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.alerts.len();
             let mut subs = vec![first];
@@ -127,7 +128,17 @@ impl Correlator {
             while inflight.front().is_some_and(|f| f.ticket <= done) {
                 inflight.pop_front();
             }
-            match self.process(&subs, &inflight, Timestamp::now()) {
+            // The batch's time: the latest receive time of its alerts, never earlier than
+            // the previous batch's. Records follow when alerts arrived, so the same
+            // alerts give the same records when replayed (`triaged rules test`).
+            clock = subs
+                .iter()
+                .flat_map(|s| &s.alerts)
+                .map(|a| a.received_at)
+                .max()
+                .unwrap_or_else(Timestamp::now)
+                .max(clock);
+            match self.process(&subs, &inflight, clock) {
                 Ok((view, tally)) => {
                     let view = Arc::new(view);
                     let ticket = view.ticket;
