@@ -100,6 +100,12 @@ enum RulesCommand {
         #[command(flatten)]
         source: RulesSource,
     },
+    /// Run the fixtures in <dir>/tests/*.toml: expected decisions for single alerts and
+    /// expected incidents after sequences of alerts; exit 1 on any failure.
+    Test {
+        #[command(flatten)]
+        source: RulesSource,
+    },
     /// Run the alerts of a JSON file (an Alertmanager payload or one alert) through
     /// the rules and print each decision and the file and hook that made it.
     Eval {
@@ -114,20 +120,22 @@ impl RulesSource {
     /// The directory and environment (limits, services) to use. Without `--dir` the
     /// config file must load; with it, a config file that does not exist is not
     /// needed (default limits, no services).
-    fn resolve(&self) -> Result<(PathBuf, triaged::config::RuleEnv), String> {
+    fn resolve(&self) -> Result<(PathBuf, Settings), String> {
         let settings = match (&self.dir, self.config.exists()) {
-            (Some(_), false) => None,
-            _ => Some(
-                Settings::load(&self.config, &Overrides::default()).map_err(|e| e.to_string())?,
+            // Only --dir: the built-in defaults for everything else.
+            (Some(_), false) => Settings::from_toml(
+                std::path::Path::new("(defaults)"),
+                "",
+                &Overrides::default(),
             ),
-        };
-        let env = settings.as_ref().map(|s| s.rules.env()).unwrap_or_default();
-        let dir = match (&self.dir, settings) {
-            (Some(d), _) => d.clone(),
-            (None, Some(s)) => s.rules.dir,
-            (None, None) => unreachable!("the config is loaded when --dir is absent"),
-        };
-        Ok((dir, env))
+            _ => Settings::load(&self.config, &Overrides::default()),
+        }
+        .map_err(|e| e.to_string())?;
+        let dir = self
+            .dir
+            .clone()
+            .unwrap_or_else(|| settings.rules.dir.clone());
+        Ok((dir, settings))
     }
 }
 
@@ -135,14 +143,24 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     let result = match &command {
         RulesCommand::Check { source } => source
             .resolve()
-            .and_then(|(dir, env)| triaged::rules::tool::check(&dir, &env)),
+            .and_then(|(dir, s)| triaged::rules::tool::check(&dir, &s.rules.env())),
         RulesCommand::Eval { alert, source } => source
             .resolve()
-            .and_then(|(dir, env)| triaged::rules::tool::eval(&dir, &env, alert)),
+            .and_then(|(dir, s)| triaged::rules::tool::eval(&dir, &s.rules.env(), alert)),
+        RulesCommand::Test { source } => source.resolve().and_then(|(dir, s)| {
+            let report = triaged::rules::fixtures::run(&dir, &s.rules.env(), s.incidents)?;
+            println!("{}", report.text);
+            match report.failed {
+                0 => Ok(String::new()),
+                n => Err(format!("{n} fixture(s) failed")),
+            }
+        }),
     };
     match result {
         Ok(report) => {
-            println!("{report}");
+            if !report.is_empty() {
+                println!("{report}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

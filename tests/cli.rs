@@ -332,3 +332,39 @@ fn rules_eval_prints_the_decision_and_what_made_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rules_test_runs_the_fixtures_and_fails_with_a_diff() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = triaged(&["rules", "test"], here);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok    severity.toml: warning is medium"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("10-drop.rhai"),
+        "fn on_alert(a) { drop(\"all quiet\") }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tests/t.toml"),
+        "[[case]]\nname = \"pages\"\nalert = { labels = { alertname = \"A\" } }\n\
+         expect = { decision = \"incident\" }\n",
+    )
+    .unwrap();
+    let out = triaged(&["rules", "test", "--dir", "."], dir.path());
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  t.toml: pages\n      decision: expected \"incident\", got \"drop\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    assert!(stderr.contains("error: 1 fixture(s) failed"), "{stderr}");
+}

@@ -293,11 +293,7 @@ async fn hostile_rules_never_stop_the_daemon() {
             "BigString",
             "let s = \"xxxxxxxxxxxxxxxx\"; loop { s += s; }",
         ),
-        (
-            "13-array.rhai",
-            "BigArray",
-            "let a = [1]; loop { a += a; }",
-        ),
+        ("13-array.rhai", "BigArray", "let a = [1]; loop { a += a; }"),
         ("14-throw.rhai", "Throw", "throw \"rule bug\";"),
         ("15-type.rhai", "WrongType", "return 42;"),
         (
@@ -322,7 +318,16 @@ async fn hostile_rules_never_stop_the_daemon() {
         .unwrap();
     }
     let d = Daemon::start_with_rules(&tmp.path().join("data"), &rules, "").await;
-    let kinds = ["limit", "limit", "limit", "limit", "runtime", "malformed", "malformed", "runtime"];
+    let kinds = [
+        "limit",
+        "limit",
+        "limit",
+        "limit",
+        "runtime",
+        "malformed",
+        "malformed",
+        "runtime",
+    ];
     for ((file, name, _), kind) in cases.iter().zip(kinds) {
         assert_eq!(key_for(&d, name).await, format!("{name}/shop"), "{file}");
         let counted = metric(

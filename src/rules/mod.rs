@@ -7,6 +7,7 @@
 //! next script and finally to the built-in default. No IO besides reading the scripts
 //! at load time.
 
+pub mod fixtures;
 mod live;
 pub mod tool;
 

@@ -396,3 +396,73 @@ fn the_catalogue_gives_the_impact_a_rule_leaves_out() {
         "a service outside the catalogue"
     );
 }
+
+fn default_policy() -> crate::incidents::Policy {
+    crate::config::Settings::from_toml(
+        std::path::Path::new("t.toml"),
+        "",
+        &crate::config::Overrides::default(),
+    )
+    .unwrap()
+    .incidents
+}
+
+/// The shipped rules' fixtures, through the code `triaged rules test` runs.
+#[test]
+fn shipped_rule_fixtures_pass() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let report = fixtures::run(&dir, &RuleEnv::default(), default_policy()).unwrap();
+    assert_eq!(report.failed, 0, "{}", report.text);
+    assert!(report.passed >= 15, "{}", report.text);
+}
+
+#[test]
+fn a_fixture_that_does_not_hold_is_reported_with_its_differences() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("tests")).unwrap();
+    std::fs::write(
+        tmp.path().join("10-k.rhai"),
+        r#"fn on_alert(a) { incident(#{ key: "k/" + a.labels.alertname, impact: "low" }) }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("tests/k.toml"),
+        r#"
+[[case]]
+name = "holds"
+alert = { labels = { alertname = "A" } }
+expect = { decision = "incident", rule = "10-k.rhai", key = "k/A", impact = "low" }
+
+[[case]]
+name = "wrong key and impact"
+alert = { labels = { alertname = "A" } }
+expect = { decision = "incident", key = "k/B", impact = "high" }
+
+[[case]]
+name = "wrong decision"
+alert = { labels = { alertname = "A" } }
+expect = { decision = "drop" }
+
+[[sequence]]
+name = "wrong count"
+alerts = [ { labels = { alertname = "A" } }, { at = 5, labels = { alertname = "B" } } ]
+incident_count = 1
+incidents = [ { key = "k/A", alerts_total = 1 }, { key = "k/C" } ]
+"#,
+    )
+    .unwrap();
+    let report = fixtures::run(tmp.path(), &RuleEnv::default(), default_policy()).unwrap();
+    assert_eq!((report.passed, report.failed), (1, 3), "{}", report.text);
+    for expected in [
+        "FAIL  k.toml: wrong key and impact\n      key: expected \"k/B\", got \"k/A\"\n      impact: expected \"high\", got \"low\"\n",
+        "FAIL  k.toml: wrong decision\n      decision: expected \"drop\", got \"incident\"\n",
+        "      incidents: expected 1, got 2\n",
+        "      incident \"k/C\": expected, but the incidents are [\"k/A\", \"k/B\"]\n",
+    ] {
+        assert!(report.text.contains(expected), "{}", report.text);
+    }
+
+    std::fs::write(tmp.path().join("tests/k.toml"), "[[case]]\nname = 1\n").unwrap();
+    let err = fixtures::run(tmp.path(), &RuleEnv::default(), default_policy()).unwrap_err();
+    assert!(err.contains("tests/k.toml:2:8: invalid type"), "{err}");
+}
