@@ -34,12 +34,15 @@ impl AlertStatus {
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Alertmanager,
+    /// Raised by triaged itself when a configured heartbeat stops (`[[heartbeats]]`).
+    Heartbeat,
 }
 
 impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Alertmanager => "alertmanager",
+            Source::Heartbeat => "heartbeat",
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::correlation::{self, Correlator};
+use crate::heartbeats::Heartbeats;
 use crate::http::{self, Shared};
 use crate::rules::{RuleSet, Rules, RulesWatcher, Trigger};
 use crate::store::{self, Store};
@@ -31,6 +32,7 @@ pub struct Daemon {
     state: http::AppState,
     correlation_finished: oneshot::Receiver<()>,
     reloader: Reloader,
+    heartbeats: Arc<Heartbeats>,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -55,7 +57,8 @@ impl Reloader {
     /// catalogue, watching)
     /// and the API tokens. The rules are swapped only if all of them compile; the
     /// tokens only then too, so a reload is all or nothing. Settings that need a
-    /// restart (listen address, store, log, incident policy) are logged if changed.
+    /// restart (listen address, store, log, incident policy, heartbeats) are logged if
+    /// changed.
     pub fn apply(&self, new: Settings) -> anyhow::Result<()> {
         let inner = &*self.inner;
         let rules = &inner.rules;
@@ -86,6 +89,9 @@ impl Reloader {
         }
         if s.incidents != new.incidents {
             restart.push("incidents");
+        }
+        if s.heartbeats != new.heartbeats {
+            restart.push("heartbeats");
         }
         if format!("{:?}", s.log) != format!("{:?}", new.log) {
             restart.push("log");
@@ -151,11 +157,22 @@ impl Daemon {
         } else {
             None
         };
+        let heartbeats = Arc::new(Heartbeats::new(
+            settings.heartbeats.clone(),
+            jiff::Timestamp::now(),
+        ));
+        {
+            let (heartbeats, store) = (heartbeats.clone(), store.clone());
+            tokio::task::spawn_blocking(move || heartbeats.restore(&*store))
+                .await
+                .context("heartbeat restore task failed")??;
+        }
         let correlator = Correlator {
             store: store.clone(),
             rules: rules.clone(),
             policy: settings.incidents,
             metrics: metrics.clone(),
+            heartbeats: heartbeats.clone(),
         };
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
@@ -186,6 +203,7 @@ impl Daemon {
             state,
             correlation_finished,
             reloader,
+            heartbeats,
         })
     }
 
@@ -204,6 +222,13 @@ impl Daemon {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
+        let beating = (!self.heartbeats.is_empty()).then(|| {
+            tokio::spawn(watch_heartbeats(
+                self.heartbeats.clone(),
+                self.state.queue.clone(),
+                shutdown.clone(),
+            ))
+        });
         self.state.set_ready(true);
         tracing::info!(%addr, "listening");
         let state = self.state.clone();
@@ -215,6 +240,9 @@ impl Daemon {
                 tracing::info!("shutting down: finishing in-flight requests");
             })
             .await;
+        if let Some(task) = beating {
+            let _ = task.await;
+        }
         // Dropping the last queue handle lets correlation drain, checkpoint and stop.
         *self
             .reloader
@@ -227,6 +255,44 @@ impl Daemon {
         let _ = self.correlation_finished.await;
         tracing::info!("stopped");
         served.context("HTTP server failed")
+    }
+}
+
+/// Every second, submits what the heartbeats have due (a silent one's alert, or its
+/// resolution) until `shutdown` fires; a refused submission is retried next time.
+async fn watch_heartbeats(
+    heartbeats: Arc<Heartbeats>,
+    queue: correlation::Queue,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let due = heartbeats.due(jiff::Timestamp::now());
+        if due.is_empty() {
+            continue;
+        }
+        for d in &due {
+            tracing::warn!(
+                heartbeat = d.alert.label("heartbeat").unwrap_or(""),
+                status = d.alert.status.as_str(),
+                "heartbeat {}",
+                if d.alert.status == crate::alerts::AlertStatus::Firing {
+                    "missing"
+                } else {
+                    "back"
+                }
+            );
+        }
+        let alerts = due.iter().map(|d| d.alert.clone()).collect();
+        match queue.submit(alerts).await {
+            Ok(()) => heartbeats.settle(&due),
+            Err(e) => tracing::error!(error = %e.0, "heartbeat alert not stored; retrying"),
+        }
     }
 }
 

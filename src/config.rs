@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub incidents: RawIncidents,
     /// The service catalogue rules read with `service(name)`.
     pub services: BTreeMap<String, RawService>,
+    /// Dead-man switches: alerts that must keep arriving.
+    pub heartbeats: Vec<RawHeartbeat>,
     /// Logging.
     pub log: RawLog,
 }
@@ -93,6 +95,30 @@ impl Default for RawStore {
             checkpoint_max_records: 50_000,
         }
     }
+}
+
+/// One `[[heartbeats]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// Names the heartbeat (the `heartbeat` label of the alert raised when it stops).
+    pub name: String,
+    /// The alert name that beats (Alertmanager's `Watchdog`, say).
+    pub alertname: String,
+    /// Other labels the beating alert must carry (equality).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Not seen for this long (seconds) → a `HeartbeatMissing` alert fires.
+    pub interval_secs: u64,
+    /// `service` label of the raised alert (default: the heartbeat's name).
+    pub service: Option<String>,
+    /// `severity` label of the raised alert.
+    #[serde(default = "critical")]
+    pub severity: String,
+}
+
+fn critical() -> String {
+    "critical".into()
 }
 
 /// One entry of `[services.<name>]`.
@@ -218,7 +244,20 @@ pub struct Settings {
     pub store: StoreSettings,
     pub rules: RulesSettings,
     pub incidents: Policy,
+    pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
+}
+
+/// A dead-man switch: `alertname` (with `labels`) must be seen at least every
+/// `interval`, or triaged raises a `HeartbeatMissing` alert until it is seen again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub name: String,
+    pub alertname: String,
+    pub labels: BTreeMap<String, String>,
+    pub interval: std::time::Duration,
+    pub service: String,
+    pub severity: String,
 }
 
 #[derive(Debug, Clone)]
@@ -544,6 +583,30 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             return Err(invalid(format!("rules.{name}"), "must be greater than 0"));
         }
     }
+    let mut heartbeats: Vec<Heartbeat> = Vec::new();
+    for (i, h) in raw.heartbeats.iter().enumerate() {
+        let key = |field: &str| format!("heartbeats[{i}].{field}");
+        if h.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if heartbeats.iter().any(|o| o.name == h.name) {
+            return Err(invalid(key("name"), format!("{:?} is used twice", h.name)));
+        }
+        if h.alertname.trim().is_empty() {
+            return Err(invalid(key("alertname"), "must not be empty"));
+        }
+        if h.interval_secs == 0 {
+            return Err(invalid(key("interval_secs"), "must be greater than 0"));
+        }
+        heartbeats.push(Heartbeat {
+            name: h.name.clone(),
+            alertname: h.alertname.clone(),
+            labels: h.labels.clone(),
+            interval: std::time::Duration::from_secs(h.interval_secs),
+            service: h.service.clone().unwrap_or_else(|| h.name.clone()),
+            severity: h.severity.clone(),
+        });
+    }
     let mut services = BTreeMap::new();
     for (name, s) in &raw.services {
         let impact = match &s.impact {
@@ -596,6 +659,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             auto_resolve: raw.incidents.auto_resolve,
             reopen_window_secs: raw.incidents.reopen_window_secs,
         },
+        heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,

@@ -70,6 +70,8 @@ pub struct Correlator {
     pub rules: Arc<RuleSet>,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
+    /// Told of every alert received (dead-man switches).
+    pub heartbeats: Arc<crate::heartbeats::Heartbeats>,
 }
 
 /// Starts the correlation thread. It ends once every [`Queue`] clone is dropped and the
@@ -188,6 +190,7 @@ impl Correlator {
         let mut tally = Tally::default();
         let rules = self.rules.current();
         for alert in subs.iter().flat_map(|s| &s.alerts) {
+            self.heartbeats.observe(alert);
             self.apply(&mut pending, &rules, alert, now, &mut tally)
                 .map_err(unavailable)?;
         }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod config;
 pub mod correlation;
+pub mod heartbeats;
 pub mod http;
 pub mod incidents;
 pub mod rules;

@@ -351,6 +351,7 @@ fn run_sequence(
         )),
         policy,
         metrics,
+        heartbeats: Arc::new(crate::heartbeats::Heartbeats::new(Vec::new(), base)),
     };
     let (queue, finished) = crate::correlation::start(correlator, 16)
         .map_err(|e| format!("cannot start correlation: {e}"))?;
