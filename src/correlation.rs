@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
-use crate::rules::{Outcome, RuleSet, Rules};
+use crate::rules::{History, Outcome, RuleSet, Rules};
 use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
 
@@ -256,7 +256,7 @@ impl Correlator {
             }
             prev => {
                 // First firing, or firing again after it resolved: the rules decide.
-                let (verdict, failures) = rules.decide(alert);
+                let (verdict, failures) = rules.decide_with(alert, &*p);
                 for f in &failures {
                     self.metrics
                         .rule_errors
@@ -291,8 +291,9 @@ impl Correlator {
                             }
                             Placement::Open => {
                                 let id = p.allocate();
-                                let (inc, change) =
+                                let (mut inc, change) =
                                     Incident::open(id, &spec, &verdict.rule, alert.starts_at, now);
+                                inc.previous = latest.as_ref().map(|l| l.id);
                                 p.audit(now, &actor, change);
                                 p.keys.insert(spec.key.clone(), id);
                                 p.incidents.insert(id, inc);
@@ -425,6 +426,52 @@ struct Pending<'a> {
     merged: HashMap<usize, (usize, Vec<String>)>,
     counter_start: u64,
     next: u64,
+}
+
+/// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
+/// reading the batch, the batches in flight and the store without changing anything.
+impl History for Pending<'_> {
+    fn incidents_for_key(&self, key: &str, since: Timestamp) -> Result<u64, String> {
+        /// A bound on the walk (a key with more incidents in the window counts this).
+        const MAX_WALK: u64 = 10_000;
+        let known = self
+            .keys
+            .get(key)
+            .or_else(|| self.inflight.iter().rev().find_map(|f| f.keys.get(key)))
+            .copied();
+        let mut next = match known {
+            Some(id) => Some(id),
+            None => self
+                .store
+                .incident_for_key(key)
+                .map_err(|e| e.to_string())?
+                .map(|i| i.id),
+        };
+        let mut count = 0;
+        while let Some(id) = next {
+            if count >= MAX_WALK {
+                break;
+            }
+            let inc = match self.incidents.get(&id).cloned().or_else(|| {
+                self.inflight
+                    .iter()
+                    .rev()
+                    .find_map(|f| f.incidents.get(&id).cloned())
+            }) {
+                Some(inc) => inc,
+                None => match self.store.incident(id).map_err(|e| e.to_string())? {
+                    Some(inc) => inc,
+                    None => break,
+                },
+            };
+            if inc.opened_at < since {
+                break;
+            }
+            count += 1;
+            next = inc.previous;
+        }
+        Ok(count)
+    }
 }
 
 impl<'a> Pending<'a> {

@@ -234,6 +234,8 @@ pub struct Incident {
     /// Every notification about an attached alert, repeats included.
     pub notifications: u64,
     pub reopened: u32,
+    /// The incident its key had before this one opened (the key's recurrence history).
+    pub previous: Option<IncidentId>,
     /// When the first alert started (detected).
     pub detected_at: Timestamp,
     pub opened_at: Timestamp,
@@ -312,6 +314,7 @@ impl Incident {
             alerts_firing: 0,
             notifications: 0,
             reopened: 0,
+            previous: None,
             detected_at,
             opened_at: now,
             acknowledged_at: None,

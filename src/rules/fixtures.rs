@@ -127,6 +127,8 @@ struct ExpectIncident {
     notifications: Option<u64>,
     reopened: Option<u32>,
     resolution: Option<String>,
+    /// The incident the key had before (`INC-n`, or `""` for none).
+    previous: Option<String>,
 }
 
 /// What a run found: one line per case or sequence, and how many failed.
@@ -440,6 +442,12 @@ fn run_sequence(
             inc.notifications,
         );
         compare(&mut d, "reopened", want.reopened, inc.reopened);
+        compare(
+            &mut d,
+            "previous",
+            want.previous.clone(),
+            inc.previous.map(|p| p.to_string()).unwrap_or_default(),
+        );
         compare(
             &mut d,
             "resolution",

@@ -30,6 +30,72 @@ thread_local! {
     static CALL_NOW: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
 }
 
+/// What rules may ask about the past: answered by correlation from the store and the
+/// batch in progress.
+pub trait History {
+    /// How many incidents with correlation key `key` opened at or after `since`.
+    fn incidents_for_key(&self, key: &str, since: jiff::Timestamp) -> Result<u64, String>;
+}
+
+/// No history (`triaged rules eval`, fixture cases): every count is 0.
+pub struct NoHistory;
+
+impl History for NoHistory {
+    fn incidents_for_key(&self, _: &str, _: jiff::Timestamp) -> Result<u64, String> {
+        Ok(0)
+    }
+}
+
+thread_local! {
+    /// The history of the decision running on this thread (see `with_history`).
+    static HISTORY: std::cell::Cell<Option<*const (dyn History + 'static)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `history` reachable from the host functions on this thread.
+fn with_history<R>(history: &dyn History, f: impl FnOnce() -> R) -> R {
+    /// Clears the pointer when `f` returns or unwinds.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            HISTORY.set(None);
+        }
+    }
+    let ptr: *const (dyn History + '_) = history;
+    // SAFETY: only the lifetime is erased. The pointer is read by `history_count`
+    // during `f`, while `history` is still borrowed, and `Clear` removes it before
+    // this function returns, also on unwind; decisions do not nest.
+    let ptr: *const (dyn History + 'static) = unsafe { std::mem::transmute(ptr) };
+    HISTORY.set(Some(ptr));
+    let _clear = Clear;
+    f()
+}
+
+/// `incidents_for_key` as rules call it: `window_secs` back from the alert's time.
+fn history_count(key: &str, window_secs: i64) -> Result<i64, Box<rhai::EvalAltResult>> {
+    if window_secs < 0 {
+        return Err(format!(
+            "incidents_for_key: window_secs must not be negative, got {window_secs}"
+        )
+        .into());
+    }
+    let now = CALL_NOW
+        .get()
+        .unwrap_or_else(|| jiff::Timestamp::now().as_second());
+    let since = jiff::Timestamp::from_second(now.saturating_sub(window_secs))
+        .unwrap_or(jiff::Timestamp::MIN);
+    let Some(ptr) = HISTORY.get() else {
+        return Ok(0);
+    };
+    // SAFETY: set by `with_history` for the duration of the decision running on this
+    // thread, during which the referent is borrowed (see there).
+    let history = unsafe { &*ptr };
+    history
+        .incidents_for_key(key, since)
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+        .map_err(|e| format!("incidents_for_key: {e}").into())
+}
+
 /// The name the built-in decision is recorded under.
 pub const DEFAULT_RULE: &str = "default";
 
@@ -170,6 +236,7 @@ fn register_host_functions(engine: &mut Engine, env: &RuleEnv) {
             .get()
             .unwrap_or_else(|| jiff::Timestamp::now().as_second())
     });
+    engine.register_fn("incidents_for_key", history_count);
     engine.register_fn(
         "parse_time",
         |text: &str| -> Result<i64, Box<EvalAltResult>> {
@@ -312,8 +379,13 @@ impl Rules {
 
     /// Runs `on_alert` of each script until one decides; the built-in default otherwise.
     pub fn decide(&self, alert: &Alert) -> (Verdict, Vec<RuleFailure>) {
+        self.decide_with(alert, &NoHistory)
+    }
+
+    /// `decide`, with `history` answering `incidents_for_key`.
+    pub fn decide_with(&self, alert: &Alert, history: &dyn History) -> (Verdict, Vec<RuleFailure>) {
         CALL_NOW.set(Some(alert.received_at.as_second()));
-        let decided = self.decide_now(alert);
+        let decided = with_history(history, || self.decide_now(alert));
         CALL_NOW.set(None);
         decided
     }

@@ -466,3 +466,55 @@ incidents = [ { key = "k/A", alerts_total = 1 }, { key = "k/C" } ]
     let err = fixtures::run(tmp.path(), &RuleEnv::default(), default_policy()).unwrap_err();
     assert!(err.contains("tests/k.toml:2:8: invalid type"), "{err}");
 }
+
+/// `incidents_for_key` counts the key's earlier incidents in the window, through the
+/// real pipeline (a fixture sequence); without history (a fixture case) it is 0.
+#[test]
+fn incidents_for_key_counts_the_keys_recurrences() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("tests")).unwrap();
+    std::fs::write(
+        tmp.path().join("10-recurring.rhai"),
+        r#"
+fn on_alert(a) {
+    let key = "rec/" + a.labels.alertname;
+    let earlier = incidents_for_key(key, 86400);
+    incident(#{ key: key, title: `earlier: ${earlier}`, major: earlier >= 2 })
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("tests/rec.toml"),
+        r#"
+[[case]]
+name = "no history outside the pipeline"
+alert = { labels = { alertname = "Flaky" } }
+expect = { decision = "incident", title = "earlier: 0", major = false }
+
+[[sequence]]
+name = "the third incident of a key within a day is major"
+alerts = [
+  { at = 0, labels = { alertname = "Flaky" } },
+  { at = 60, status = "resolved", labels = { alertname = "Flaky" } },
+  { at = 3700, labels = { alertname = "Flaky" } },
+  { at = 3760, status = "resolved", labels = { alertname = "Flaky" } },
+  { at = 7400, labels = { alertname = "Flaky" } },
+  { at = 7460, status = "resolved", labels = { alertname = "Flaky" } },
+  { at = 100000, labels = { alertname = "Flaky" } },
+]
+incident_count = 4
+incidents = [
+  { key = "rec/Flaky", title = "earlier: 0", major = false, previous = "" },
+  { key = "rec/Flaky", title = "earlier: 1", major = false, previous = "INC-1" },
+  { key = "rec/Flaky", title = "earlier: 2", major = true, previous = "INC-2" },
+  # INC-3 opened at 7400, more than a day before 100000: out of the window.
+  { key = "rec/Flaky", title = "earlier: 0", major = false, previous = "INC-3" },
+]
+"#,
+    )
+    .unwrap();
+    let report = fixtures::run(tmp.path(), &RuleEnv::default(), default_policy()).unwrap();
+    assert_eq!(report.failed, 0, "{}", report.text);
+    assert_eq!(report.passed, 2, "{}", report.text);
+}

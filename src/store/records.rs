@@ -170,6 +170,7 @@ pub struct IncidentV1 {
     pub alerts_firing: u64,
     pub notifications: u64,
     pub reopened: u32,
+    pub previous: Option<u64>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub detected_at: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
@@ -207,6 +208,7 @@ impl From<&Incident> for IncidentV1 {
             alerts_firing: i.alerts_firing,
             notifications: i.notifications,
             reopened: i.reopened,
+            previous: i.previous.map(|p| p.0),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -238,6 +240,7 @@ impl From<IncidentV1> for Incident {
             alerts_firing: i.alerts_firing,
             notifications: i.notifications,
             reopened: i.reopened,
+            previous: i.previous.map(IncidentId),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,

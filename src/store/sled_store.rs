@@ -44,7 +44,7 @@ use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 3;
+const SCHEMA_VERSION: u64 = 4;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const AUDIT_HEAD: &[u8] = b"audit_head";
