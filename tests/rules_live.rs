@@ -170,9 +170,7 @@ async fn a_changed_rules_directory_is_reloaded_and_a_broken_file_keeps_the_old_r
     std::fs::remove_file(rules.join("20-route.rhai")).unwrap();
     wait_for(10, "the removals to be loaded", || async {
         let (_, s) = d.get("/api/v1/rules").await;
-        (s["last_reload"]["result"] == "ok"
-            && file_names(&s) == shipped_names())
-        .then_some(())
+        (s["last_reload"]["result"] == "ok" && file_names(&s) == shipped_names()).then_some(())
     })
     .await;
     assert_eq!(key_for(&d, "MemLeak").await, "MemLeak/shop");
@@ -240,7 +238,11 @@ async fn sighup_reloads_the_config_and_rules_and_survives_a_broken_config() {
     write_rule(&rules_a, "20-route.rhai", ROUTE_RULE);
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let (_, s) = get_child(&client, &child, "/api/v1/rules", "first-token-0123456789").await;
-    assert_eq!(file_names(&s), shipped_names(), "not reloaded without SIGHUP: {s}");
+    assert_eq!(
+        file_names(&s),
+        shipped_names(),
+        "not reloaded without SIGHUP: {s}"
+    );
     std::fs::remove_file(rules_a.join("20-route.rhai")).unwrap();
 
     // A new config: another rules directory and another token.
