@@ -106,6 +106,9 @@ pub struct AlertState {
     /// Every notification received for it, repeats included.
     pub notifications: u64,
     pub disposition: Disposition,
+    /// Status changes in the current flap window, which started at `flips_since`.
+    pub flips: u32,
+    pub flips_since: Timestamp,
 }
 
 impl AlertState {

@@ -33,6 +33,8 @@ pub struct Daemon {
     correlation_finished: oneshot::Receiver<()>,
     reloader: Reloader,
     heartbeats: Arc<Heartbeats>,
+    /// Flap detection on: correlation needs ticks to settle flapping incidents.
+    flap_detection: bool,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -189,6 +191,7 @@ impl Daemon {
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });
+        let flap_detection = settings.incidents.flap_threshold > 0;
         let reloader = Reloader {
             inner: Arc::new(ReloaderInner {
                 rules,
@@ -204,6 +207,7 @@ impl Daemon {
             correlation_finished,
             reloader,
             heartbeats,
+            flap_detection,
         })
     }
 
@@ -222,9 +226,10 @@ impl Daemon {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
-        let beating = (!self.heartbeats.is_empty()).then(|| {
-            tokio::spawn(watch_heartbeats(
+        let beating = (!self.heartbeats.is_empty() || self.flap_detection).then(|| {
+            tokio::spawn(timers(
                 self.heartbeats.clone(),
+                self.flap_detection,
                 self.state.queue.clone(),
                 shutdown.clone(),
             ))
@@ -258,19 +263,33 @@ impl Daemon {
     }
 }
 
-/// Every second, submits what the heartbeats have due (a silent one's alert, or its
-/// resolution) until `shutdown` fires; a refused submission is retried next time.
-async fn watch_heartbeats(
+/// Seconds between the empty submissions that let correlation settle flapping
+/// incidents when no alert arrives.
+const SETTLE_TICK_SECS: u64 = 5;
+
+/// The daemon's clock, until `shutdown` fires: every second, submits what the
+/// heartbeats have due (a silent one's alert, or its resolution; a refused submission
+/// is retried next time); every few seconds, with flap detection on, an empty
+/// submission so that correlation settles flapping incidents.
+async fn timers(
     heartbeats: Arc<Heartbeats>,
+    flap_detection: bool,
     queue: correlation::Queue,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seconds: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        seconds += 1;
+        if flap_detection && seconds % SETTLE_TICK_SECS == 0 {
+            if let Err(e) = queue.submit(Vec::new()).await {
+                tracing::debug!(error = %e.0, "settle tick not processed");
+            }
         }
         let due = heartbeats.due(jiff::Timestamp::now());
         if due.is_empty() {

@@ -179,6 +179,11 @@ pub struct RawIncidents {
     pub auto_resolve: bool,
     /// A firing alert for the key of an incident resolved this recently reopens it.
     pub reopen_window_secs: u64,
+    /// Status changes of one alert within `flap_window_secs` beyond which its incident
+    /// flaps (0: off).
+    pub flap_threshold: u32,
+    /// The flap window, and how long an incident must be quiet to stop flapping.
+    pub flap_window_secs: u64,
 }
 
 impl Default for RawIncidents {
@@ -186,6 +191,8 @@ impl Default for RawIncidents {
         RawIncidents {
             auto_resolve: true,
             reopen_window_secs: 3600,
+            flap_threshold: 4,
+            flap_window_secs: 1800,
         }
     }
 }
@@ -658,6 +665,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         incidents: Policy {
             auto_resolve: raw.incidents.auto_resolve,
             reopen_window_secs: raw.incidents.reopen_window_secs,
+            flap_threshold: raw.incidents.flap_threshold,
+            flap_window_secs: raw.incidents.flap_window_secs,
         },
         heartbeats,
         log: LogSettings {

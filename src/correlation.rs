@@ -9,7 +9,7 @@
 //! signal handling and stops when every sender is gone, after the queue is drained and
 //! a last checkpoint.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,6 +112,15 @@ impl Correlator {
         };
         let mut inflight: VecDeque<Arc<InFlight>> = VecDeque::new();
         let mut clock = Timestamp::MIN;
+        // Flapping incidents, watched until they settle (ticks come from the daemon's
+        // timer task as empty submissions).
+        let mut flapping: BTreeSet<IncidentId> = match self.store.flapping_incidents() {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the flapping incidents; they settle on their next alert");
+                BTreeSet::new()
+            }
+        };
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.alerts.len();
             let mut subs = vec![first];
@@ -140,8 +149,15 @@ impl Correlator {
                 .max()
                 .unwrap_or_else(Timestamp::now)
                 .max(clock);
-            match self.process(&subs, &inflight, clock) {
+            match self.process(&subs, &inflight, clock, &flapping) {
                 Ok((view, tally)) => {
+                    for (id, inc) in &view.incidents {
+                        if inc.flapping_since.is_some() {
+                            flapping.insert(*id);
+                        } else {
+                            flapping.remove(id);
+                        }
+                    }
                     let view = Arc::new(view);
                     let ticket = view.ticket;
                     inflight.push_back(view);
@@ -180,6 +196,7 @@ impl Correlator {
         subs: &[Submission],
         inflight: &VecDeque<Arc<InFlight>>,
         now: Timestamp,
+        flapping: &BTreeSet<IncidentId>,
     ) -> Result<(InFlight, Tally), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
         let start = match inflight.back() {
@@ -194,9 +211,40 @@ impl Correlator {
             self.apply(&mut pending, &rules, alert, now, &mut tally)
                 .map_err(unavailable)?;
         }
+        self.settle(&mut pending, flapping, now, &mut tally)
+            .map_err(unavailable)?;
         let (batch, mut view) = pending.into_batch();
         view.ticket = self.store.append(batch).map_err(unavailable)?;
         Ok((view, tally))
+    }
+
+    /// Ends the flapping of incidents quiet for a flap window (and resolves them if
+    /// their alerts all resolved meanwhile). Only those due are loaded into the batch.
+    fn settle(
+        &self,
+        p: &mut Pending<'_>,
+        flapping: &BTreeSet<IncidentId>,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<(), StoreError> {
+        for id in flapping {
+            let due = p.peek_incident(*id)?.is_some_and(|mut inc| {
+                // On a copy: only an incident that settles joins the batch.
+                !inc.settle(now, &self.policy).is_empty()
+            });
+            if !due {
+                continue;
+            }
+            let inc = p.incident_mut(*id)?;
+            let changes = inc.settle(now, &self.policy);
+            if changes.iter().any(|c| c.action == "resolved") {
+                tally.resolved += 1;
+            }
+            for c in changes {
+                p.audit(now, "system", c);
+            }
+        }
+        Ok(())
     }
 
     fn apply(
@@ -222,17 +270,28 @@ impl Correlator {
                 st.status = AlertStatus::Resolved;
                 st.last_seen = now;
                 st.notifications += 1;
+                (st.flips, st.flips_since) =
+                    incidents::count_flip(st.flips, st.flips_since, now, &self.policy);
                 if let Some(id) = st.incident() {
                     let ended = alert.ends_at.unwrap_or(now);
                     let inc = p.incident_mut(id)?;
-                    let changes = inc.alert_resolved(
+                    // Flapping first: a flapping incident is not auto-resolved.
+                    let flapping = inc.alert_flipped(
+                        &alert.fingerprint,
+                        alert.name(),
+                        st.flips,
+                        now,
+                        &self.policy,
+                    );
+                    let mut changes = Vec::from_iter(flapping);
+                    changes.extend(inc.alert_resolved(
                         &alert.fingerprint,
                         alert.name(),
                         ended,
                         now,
                         &self.policy,
-                    );
-                    if !inc.status.is_open() && changes.len() > 1 {
+                    ));
+                    if !inc.status.is_open() && changes.iter().any(|c| c.action == "resolved") {
                         tally.resolved += 1;
                     }
                     for c in changes {
@@ -250,6 +309,8 @@ impl Correlator {
                     last_seen: now,
                     notifications: 1,
                     disposition: Disposition::Unattached,
+                    flips: 0,
+                    flips_since: now,
                 };
                 p.put_state(&alert.fingerprint, st);
                 p.put_content(alert);
@@ -268,6 +329,11 @@ impl Correlator {
                 let (first_seen, notifications, previous_incident) = match &prev {
                     Some(st) => (st.first_seen, st.notifications + 1, st.incident()),
                     None => (now, 1, None),
+                };
+                // Firing again after it resolved is a status change (flap counting).
+                let (flips, flips_since) = match &prev {
+                    Some(st) => incidents::count_flip(st.flips, st.flips_since, now, &self.policy),
+                    None => (0, now),
                 };
                 let disposition = match verdict.outcome {
                     Outcome::Drop(reason) => {
@@ -305,13 +371,24 @@ impl Correlator {
                         if !known {
                             p.attachments.push((id, alert.fingerprint.clone()));
                         }
-                        let change = p.incident_mut(id)?.attach_firing(
-                            &alert.fingerprint,
-                            alert.name(),
-                            known,
-                            now,
-                        );
+                        let inc = p.incident_mut(id)?;
+                        let change =
+                            inc.attach_firing(&alert.fingerprint, alert.name(), known, now);
+                        let flapping = (prev.is_some())
+                            .then(|| {
+                                inc.alert_flipped(
+                                    &alert.fingerprint,
+                                    alert.name(),
+                                    flips,
+                                    now,
+                                    &self.policy,
+                                )
+                            })
+                            .flatten();
                         p.audit(now, &actor, change);
+                        if let Some(c) = flapping {
+                            p.audit(now, "system", c);
+                        }
                         Disposition::Attached { incident: id }
                     }
                 };
@@ -322,6 +399,8 @@ impl Correlator {
                     last_seen: now,
                     notifications,
                     disposition,
+                    flips,
+                    flips_since,
                 };
                 p.put_state(&alert.fingerprint, st);
                 p.put_content(alert);
@@ -452,17 +531,8 @@ impl History for Pending<'_> {
             if count >= MAX_WALK {
                 break;
             }
-            let inc = match self.incidents.get(&id).cloned().or_else(|| {
-                self.inflight
-                    .iter()
-                    .rev()
-                    .find_map(|f| f.incidents.get(&id).cloned())
-            }) {
-                Some(inc) => inc,
-                None => match self.store.incident(id).map_err(|e| e.to_string())? {
-                    Some(inc) => inc,
-                    None => break,
-                },
+            let Some(inc) = self.peek_incident(id).map_err(|e| e.to_string())? else {
+                break;
             };
             if inc.opened_at < since {
                 break;
@@ -475,6 +545,19 @@ impl History for Pending<'_> {
 }
 
 impl<'a> Pending<'a> {
+    /// The incident as this batch sees it, without loading it into the batch.
+    fn peek_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        if let Some(inc) = self.incidents.get(&id).or_else(|| {
+            self.inflight
+                .iter()
+                .rev()
+                .find_map(|f| f.incidents.get(&id))
+        }) {
+            return Ok(Some(inc.clone()));
+        }
+        self.store.incident(id)
+    }
+
     fn new(store: &'a dyn Store, inflight: &'a VecDeque<Arc<InFlight>>, next: u64) -> Self {
         Pending {
             store,

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Change;
@@ -236,6 +236,11 @@ pub struct Incident {
     pub reopened: u32,
     /// The incident its key had before this one opened (the key's recurrence history).
     pub previous: Option<IncidentId>,
+    /// Since when an attached alert has been flapping (`None`: not flapping). While it
+    /// flaps the incident stays open: resolutions are recorded, not acted on.
+    pub flapping_since: Option<Timestamp>,
+    /// The last status change of an attached alert.
+    pub last_flip: Option<Timestamp>,
     /// When the first alert started (detected).
     pub detected_at: Timestamp,
     pub opened_at: Timestamp,
@@ -257,6 +262,37 @@ pub const ALERTS_RESOLVED: &str = "alerts_resolved";
 pub struct Policy {
     pub auto_resolve: bool,
     pub reopen_window_secs: u64,
+    /// An alert that changes status more than this many times within
+    /// `flap_window_secs` makes its incident flap; 0 turns flap detection off.
+    pub flap_threshold: u32,
+    pub flap_window_secs: u64,
+}
+
+/// Audit action: an attached alert flaps; the incident stays open until it settles.
+pub const FLAPPING_STARTED: &str = "flapping_started";
+/// Audit action: no attached alert changed status for a flap window.
+pub const FLAPPING_ENDED: &str = "flapping_ended";
+
+fn flap_window(policy: &Policy) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(policy.flap_window_secs).unwrap_or(i64::MAX))
+}
+
+/// Counts one status change of an alert: `(flips, since)` of its current window,
+/// a new window when the last one is over.
+pub fn count_flip(
+    flips: u32,
+    since: Timestamp,
+    now: Timestamp,
+    policy: &Policy,
+) -> (u32, Timestamp) {
+    let open = since
+        .checked_add(flap_window(policy))
+        .is_ok_and(|end| now < end);
+    if open && flips > 0 {
+        (flips.saturating_add(1), since)
+    } else {
+        (1, now)
+    }
 }
 
 /// Where a firing alert goes, given the latest incident for its key.
@@ -315,6 +351,8 @@ impl Incident {
             notifications: 0,
             reopened: 0,
             previous: None,
+            flapping_since: None,
+            last_flip: None,
             detected_at,
             opened_at: now,
             acknowledged_at: None,
@@ -397,9 +435,71 @@ impl Incident {
         let mut changes = vec![Change::new(self.id.to_string(), ALERTS_RESOLVED)
             .from_to(before.to_string(), self.alerts_firing.to_string())
             .detail(format!("{alertname} {fingerprint}"))];
-        if policy.auto_resolve && self.alerts_firing == 0 && self.status.is_open() {
+        if policy.auto_resolve
+            && self.alerts_firing == 0
+            && self.status.is_open()
+            && self.flapping_since.is_none()
+        {
             let note = format!("all {} attached alert(s) resolved", self.alerts_total);
             changes.push(self.resolve(ResolutionCode::AlertsCleared, note, ended_at, now));
+        }
+        changes
+    }
+
+    /// An attached alert changed status; `flips` is its count in the current flap
+    /// window. More than the threshold starts flapping.
+    pub fn alert_flipped(
+        &mut self,
+        fingerprint: &str,
+        alertname: &str,
+        flips: u32,
+        now: Timestamp,
+        policy: &Policy,
+    ) -> Option<Change> {
+        self.last_flip = Some(now);
+        if policy.flap_threshold == 0
+            || flips <= policy.flap_threshold
+            || self.flapping_since.is_some()
+            || !self.status.is_open()
+        {
+            return None;
+        }
+        self.flapping_since = Some(now);
+        self.updated_at = now;
+        Some(
+            Change::new(self.id.to_string(), FLAPPING_STARTED).detail(format!(
+                "{alertname} {fingerprint} changed status {flips} times within {} s",
+                policy.flap_window_secs
+            )),
+        )
+    }
+
+    /// Ends flapping once no attached alert changed status for a flap window; with
+    /// `auto_resolve` and no alert firing, the incident then resolves.
+    pub fn settle(&mut self, now: Timestamp, policy: &Policy) -> Vec<Change> {
+        let (Some(_), Some(last)) = (self.flapping_since, self.last_flip) else {
+            return Vec::new();
+        };
+        if last
+            .checked_add(flap_window(policy))
+            .map_or(true, |quiet| now < quiet)
+        {
+            return Vec::new();
+        }
+        self.flapping_since = None;
+        self.updated_at = now;
+        let mut changes = vec![
+            Change::new(self.id.to_string(), FLAPPING_ENDED).detail(format!(
+                "no status change since {last}; {} alert(s) firing",
+                self.alerts_firing
+            )),
+        ];
+        if policy.auto_resolve && self.alerts_firing == 0 && self.status.is_open() {
+            let note = format!(
+                "all {} attached alert(s) resolved (after flapping)",
+                self.alerts_total
+            );
+            changes.push(self.resolve(ResolutionCode::AlertsCleared, note, last, now));
         }
         changes
     }
@@ -448,7 +548,83 @@ mod tests {
     const POLICY: Policy = Policy {
         auto_resolve: true,
         reopen_window_secs: 600,
+        flap_threshold: 3,
+        flap_window_secs: 100,
     };
+
+    #[test]
+    fn flips_are_counted_per_window() {
+        let (n, since) = count_flip(0, t(0), t(5), &POLICY);
+        assert_eq!((n, since), (1, t(5)));
+        let (n, since) = count_flip(n, since, t(50), &POLICY);
+        assert_eq!((n, since), (2, t(5)));
+        // The window (100 s) from t(5) is over at t(105): a new one starts.
+        assert_eq!(count_flip(n, since, t(104), &POLICY), (3, t(5)));
+        assert_eq!(count_flip(n, since, t(105), &POLICY), (1, t(105)));
+    }
+
+    #[test]
+    fn an_incident_flaps_past_the_threshold_stays_open_and_settles_when_quiet() {
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        for flips in 1..=3 {
+            assert_eq!(
+                inc.alert_flipped("a", "Disk", flips, t(flips as i64), &POLICY),
+                None
+            );
+        }
+        let started = inc
+            .alert_flipped("a", "Disk", 4, t(10), &POLICY)
+            .expect("4 > threshold 3");
+        assert_eq!(started.action, FLAPPING_STARTED);
+        assert_eq!(inc.flapping_since, Some(t(10)));
+        assert_eq!(
+            inc.alert_flipped("a", "Disk", 5, t(11), &POLICY),
+            None,
+            "once"
+        );
+
+        // Its last alert resolves: recorded, the incident stays open.
+        let changes = inc.alert_resolved("a", "Disk", t(12), t(12), &POLICY);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(inc.status, IncidentStatus::New);
+
+        // Quiet for less than the window (100 s after the last flip at 11): flapping.
+        assert!(inc.settle(t(110), &POLICY).is_empty());
+        let changes = inc.settle(t(111), &POLICY);
+        let actions: Vec<&str> = changes.iter().map(|c| c.action.as_str()).collect();
+        assert_eq!(actions, [FLAPPING_ENDED, "resolved"]);
+        assert_eq!(inc.status, IncidentStatus::Resolved);
+        assert_eq!(inc.flapping_since, None);
+        assert_eq!(
+            inc.resolution.as_ref().unwrap().code,
+            ResolutionCode::AlertsCleared
+        );
+        assert_eq!(
+            inc.impact_end,
+            Some(t(11)),
+            "impact ended at the last change"
+        );
+        assert!(inc.settle(t(500), &POLICY).is_empty());
+    }
+
+    #[test]
+    fn a_settled_incident_with_a_firing_alert_stays_open_and_zero_turns_flapping_off() {
+        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        inc.attach_firing("a", "Disk", false, t(0));
+        inc.alert_flipped("a", "Disk", 4, t(10), &POLICY).unwrap();
+        let changes = inc.settle(t(200), &POLICY);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(inc.status, IncidentStatus::New);
+
+        let off = Policy {
+            flap_threshold: 0,
+            ..POLICY
+        };
+        let (mut inc, _) = Incident::open(IncidentId(2), &spec("k"), "default", t(0), t(0));
+        assert_eq!(inc.alert_flipped("a", "Disk", 1000, t(10), &off), None);
+        assert_eq!(inc.flapping_since, None);
+    }
 
     #[test]
     fn priority_matrix_matches_design() {

@@ -71,6 +71,8 @@ fn build(start: u64, n: u64, resolved: bool) -> Batch {
                 disposition: Disposition::Attached {
                     incident: IncidentId(id),
                 },
+                flips: 0,
+                flips_since: now,
             },
         ));
     }

@@ -129,6 +129,8 @@ struct ExpectIncident {
     resolution: Option<String>,
     /// The incident the key had before (`INC-n`, or `""` for none).
     previous: Option<String>,
+    /// Whether it is flapping.
+    flapping: Option<bool>,
 }
 
 /// What a run found: one line per case or sequence, and how many failed.
@@ -442,6 +444,12 @@ fn run_sequence(
             inc.notifications,
         );
         compare(&mut d, "reopened", want.reopened, inc.reopened);
+        compare(
+            &mut d,
+            "flapping",
+            want.flapping,
+            inc.flapping_since.is_some(),
+        );
         compare(
             &mut d,
             "previous",

@@ -2,7 +2,7 @@
 //! seen resolved ones), kept in memory in a compact form.
 //!
 //! With 100k firing alerts this map is the largest thing the daemon holds after a
-//! storm, so an entry is 64 bytes instead of ~180 (a `String` key and an
+//! storm, so an entry is 80 bytes instead of ~200 (a `String` key and an
 //! `AlertState` with its timestamps and disposition): fingerprints that are 16
 //! lowercase hex digits (Alertmanager's and triaged's own) are stored as the `u64`
 //! they spell, and an attached, firing-or-resolved state as plain numbers. Anything
@@ -25,11 +25,13 @@ pub(crate) struct HotStates {
 /// An `AlertState` whose disposition is `Attached` or `Unattached`.
 #[derive(Clone, Copy)]
 struct Compact {
-    seconds: [i64; 3],
-    nanos: [i32; 3],
+    /// starts_at, first_seen, last_seen, flips_since.
+    seconds: [i64; 4],
+    nanos: [i32; 4],
     notifications: u64,
     /// 0: unattached.
     incident: u64,
+    flips: u32,
     firing: bool,
 }
 
@@ -50,16 +52,13 @@ impl Compact {
             Disposition::Unattached => 0,
             _ => return None,
         };
-        let [a, b, c] = [s.starts_at, s.first_seen, s.last_seen];
+        let times = [s.starts_at, s.first_seen, s.last_seen, s.flips_since];
         Some(Compact {
-            seconds: [a.as_second(), b.as_second(), c.as_second()],
-            nanos: [
-                a.subsec_nanosecond(),
-                b.subsec_nanosecond(),
-                c.subsec_nanosecond(),
-            ],
+            seconds: times.map(|t| t.as_second()),
+            nanos: times.map(|t| t.subsec_nanosecond()),
             notifications: s.notifications,
             incident,
+            flips: s.flips,
             firing: s.status == AlertStatus::Firing,
         })
     }
@@ -85,6 +84,8 @@ impl Compact {
                     incident: IncidentId(n),
                 },
             },
+            flips: self.flips,
+            flips_since: self.at(3),
         }
     }
 }
@@ -153,6 +154,8 @@ mod tests {
             last_seen: Timestamp::new(1_800_000_100, 999_999_999).unwrap(),
             notifications: u64::MAX,
             disposition,
+            flips: 7,
+            flips_since: Timestamp::new(1_800_000_050, 5).unwrap(),
         }
     }
 

@@ -141,6 +141,9 @@ pub trait Store: Send + Sync + 'static {
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError>;
     /// The number the next incident will get.
     fn next_incident_number(&self) -> Result<u64, StoreError>;
+    /// The incidents flapping now (`Incident::flapping_since` set), for correlation to
+    /// watch until they settle.
+    fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A

@@ -92,6 +92,9 @@ pub struct AlertStateV1 {
     pub last_seen: Timestamp,
     pub notifications: u64,
     pub disposition: DispositionV1,
+    pub flips: u32,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub flips_since: Timestamp,
 }
 
 impl From<&AlertState> for AlertStateV1 {
@@ -103,6 +106,8 @@ impl From<&AlertState> for AlertStateV1 {
             last_seen: s.last_seen,
             notifications: s.notifications,
             disposition: (&s.disposition).into(),
+            flips: s.flips,
+            flips_since: s.flips_since,
         }
     }
 }
@@ -116,6 +121,8 @@ impl From<AlertStateV1> for AlertState {
             last_seen: s.last_seen,
             notifications: s.notifications,
             disposition: s.disposition.into(),
+            flips: s.flips,
+            flips_since: s.flips_since,
         }
     }
 }
@@ -171,6 +178,10 @@ pub struct IncidentV1 {
     pub notifications: u64,
     pub reopened: u32,
     pub previous: Option<u64>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub flapping_since: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub last_flip: Option<Timestamp>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub detected_at: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
@@ -209,6 +220,8 @@ impl From<&Incident> for IncidentV1 {
             notifications: i.notifications,
             reopened: i.reopened,
             previous: i.previous.map(|p| p.0),
+            flapping_since: i.flapping_since,
+            last_flip: i.last_flip,
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -241,6 +254,8 @@ impl From<IncidentV1> for Incident {
             notifications: i.notifications,
             reopened: i.reopened,
             previous: i.previous.map(IncidentId),
+            flapping_since: i.flapping_since,
+            last_flip: i.last_flip,
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -366,6 +381,8 @@ mod tests {
                 last_seen: t("2026-01-01T01:00:01Z"),
                 notifications: 3,
                 disposition,
+                flips: 2,
+                flips_since: t("2026-01-01T00:30:00.5Z"),
             };
             let back: AlertState = decode::<AlertStateV1>(&encode(&AlertStateV1::from(&state)))
                 .unwrap()

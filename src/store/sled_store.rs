@@ -16,7 +16,8 @@
 //! `incident_keys` (correlation key → latest incident id), `incident_alerts`
 //! (id ++ checkpoint → the fingerprints linked to the incident in that checkpoint),
 //! `audit` (seq → entry), `audit_index` (record ++ 0 ++ checkpoint → the seqs of the
-//! record's entries in that checkpoint) and `meta` (schema version, incident counter,
+//! record's entries in that checkpoint), `flapping` (ids of flapping incidents) and
+//! `meta` (schema version, incident counter,
 //! audit chain head and checkpoint counter as of the last checkpoint). Links and index
 //! entries are packed per record and checkpoint: an alert storm adds one sled record
 //! per touched incident and checkpoint, not one per alert (each sled insert costs a
@@ -44,7 +45,7 @@ use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 4;
+const SCHEMA_VERSION: u64 = 5;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const AUDIT_HEAD: &[u8] = b"audit_head";
@@ -362,6 +363,8 @@ struct Trees {
     incident_alerts: Tree,
     audit: Tree,
     audit_index: Tree,
+    /// Incident id → nothing, for every flapping incident as of the last checkpoint.
+    flapping: Tree,
     meta: Tree,
 }
 
@@ -455,6 +458,7 @@ impl SledStore {
             incident_alerts: tree("incident_alerts")?,
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
+            flapping: tree("flapping")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -832,6 +836,14 @@ impl Inner {
             .map(|(id, i)| (id.0.to_be_bytes().to_vec(), encode(&IncidentV1::from(i))))
             .collect();
         put_sorted(&t.incidents, incidents)?;
+        let mut flapping = sled::Batch::default();
+        for (id, inc) in &o.incidents {
+            match inc.flapping_since {
+                Some(_) => flapping.insert(&id.0.to_be_bytes(), &[]),
+                None => flapping.remove(&id.0.to_be_bytes()),
+            }
+        }
+        t.flapping.apply_batch(flapping).map_err(io)?;
         put_sorted(
             &t.keys,
             o.keys
@@ -1113,6 +1125,25 @@ impl Store for SledStore {
         Ok(entries.into_values().collect())
     }
 
+    fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
+        let mut ids = BTreeSet::new();
+        for kv in self.inner.t.flapping.iter() {
+            let (k, _) = kv.map_err(io)?;
+            ids.insert(IncidentId(u64_of("flapping", &k, &k)?));
+        }
+        // The overlays hold newer versions (frozen first, then live).
+        for o in self.inner.state()?.overlays() {
+            for (id, inc) in &o.incidents {
+                if inc.flapping_since.is_some() {
+                    ids.insert(*id);
+                } else {
+                    ids.remove(id);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     fn next_incident_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.next_incident)
     }
@@ -1254,6 +1285,8 @@ mod tests {
                 disposition: Disposition::Attached {
                     incident: IncidentId(incident),
                 },
+                flips: 0,
+                flips_since: t(0),
             },
         )
     }
