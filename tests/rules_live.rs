@@ -363,3 +363,49 @@ async fn hostile_rules_never_stop_the_daemon() {
     assert_eq!(key_for(&d, "Calm").await, "Calm/shop");
     d.stop().await;
 }
+
+/// A Kubernetes ConfigMap volume: the rule files are symlinks through `..data`, and an
+/// update swaps `..data` to a new directory in one rename. No `*.rhai` name changes,
+/// yet the new rules must be loaded; a change that leaves the files as they are
+/// reloads nothing.
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(rules.join("..v1")).unwrap();
+    std::fs::write(
+        rules.join("..v1/20-route.rhai"),
+        "fn on_alert(alert) { incident(#{ key: \"v1/\" + alert.labels.alertname }) }\n",
+    )
+    .unwrap();
+    symlink("..v1", rules.join("..data")).unwrap();
+    symlink("..data/20-route.rhai", rules.join("20-route.rhai")).unwrap();
+    let d = Daemon::start_with_rules(&tmp.path().join("data"), &rules, "").await;
+    assert_eq!(key_for(&d, "First").await, "v1/First");
+    let (_, before) = d.get("/api/v1/rules").await;
+
+    // Something that is not a rule changes: no reload.
+    std::fs::write(rules.join("notes.txt"), "not a rule").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (_, after) = d.get("/api/v1/rules").await;
+    assert_eq!(after["loaded_at"], before["loaded_at"], "{after}");
+    assert_eq!(after["last_reload"]["trigger"], "start");
+
+    // The ConfigMap update.
+    std::fs::create_dir_all(rules.join("..v2")).unwrap();
+    std::fs::write(
+        rules.join("..v2/20-route.rhai"),
+        "fn on_alert(alert) { incident(#{ key: \"v2/\" + alert.labels.alertname }) }\n",
+    )
+    .unwrap();
+    symlink("..v2", rules.join("..data_tmp")).unwrap();
+    std::fs::rename(rules.join("..data_tmp"), rules.join("..data")).unwrap();
+    wait_for(10, "the swapped rules to be loaded", || async {
+        let (_, s) = d.get("/api/v1/rules").await;
+        (s["loaded_at"] != before["loaded_at"]).then_some(())
+    })
+    .await;
+    assert_eq!(key_for(&d, "Second").await, "v2/Second");
+    d.stop().await;
+}

@@ -166,6 +166,17 @@ impl RuleSet {
 
     fn load(&self, source: &Source, trigger: Trigger) -> Result<(), LoadError> {
         let loaded = Rules::load(&source.dir, &source.env);
+        if trigger == Trigger::Watch {
+            if let Ok(rules) = &loaded {
+                // The same files as in force, after a successful load: nothing to do
+                // (a change elsewhere in the directory, or an editor's temporary file).
+                let same = self.current().files() == rules.files();
+                let last_ok = self.last.lock().unwrap_or_else(|p| p.into_inner()).result == "ok";
+                if same && last_ok {
+                    return Ok(());
+                }
+            }
+        }
         let at = Timestamp::now();
         let report = match &loaded {
             Ok(_) => ReloadReport {
@@ -265,17 +276,12 @@ impl Drop for RulesWatcher {
     }
 }
 
-/// Does this event concern a rule file (or the directory itself)?
+/// Does this event call for a reload? Any change in the directory does, not only to
+/// `*.rhai` names: a Kubernetes ConfigMap volume updates its files by swapping a
+/// `..data` symlink, and the rule files are links through it. A reload that finds the
+/// files unchanged changes nothing (see `RuleSet::load`).
 fn relevant(event: &notify::Event) -> bool {
-    use notify::EventKind;
-    if matches!(event.kind, EventKind::Access(_)) {
-        return false;
-    }
-    event.paths.is_empty()
-        || event
-            .paths
-            .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "rhai"))
+    !matches!(event.kind, notify::EventKind::Access(_))
 }
 
 fn watch_loop(set: &RuleSet, events: &mpsc::Receiver<notify::Result<notify::Event>>) {
