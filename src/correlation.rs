@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
+use crate::problems::{Problem, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
 use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
@@ -199,11 +200,14 @@ impl Correlator {
         flapping: &BTreeSet<IncidentId>,
     ) -> Result<(InFlight, Tally), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
-        let start = match inflight.back() {
-            Some(f) => f.next_incident,
-            None => self.store.next_incident_number().map_err(unavailable)?,
+        let (start, start_problem) = match inflight.back() {
+            Some(f) => (f.next_incident, f.next_problem),
+            None => (
+                self.store.next_incident_number().map_err(unavailable)?,
+                self.store.next_problem_number().map_err(unavailable)?,
+            ),
         };
-        let mut pending = Pending::new(&*self.store, inflight, start);
+        let mut pending = Pending::new(&*self.store, inflight, start, start_problem);
         let mut tally = Tally::default();
         let rules = self.rules.current();
         for alert in subs.iter().flat_map(|s| &s.alerts) {
@@ -244,6 +248,79 @@ impl Correlator {
                 p.audit(now, "system", c);
             }
         }
+        Ok(())
+    }
+
+    /// Logs and counts rules that failed on `subject` (an alert name or incident id);
+    /// the next rule, or the default, decided instead.
+    fn count_failures(&self, failures: &[crate::rules::RuleFailure], subject: &str) {
+        for f in failures {
+            self.metrics
+                .rule_errors
+                .with_label_values(&[&f.rule, f.kind])
+                .inc();
+            tracing::warn!(rule = %f.rule, function = f.function, kind = f.kind, error = %f.message,
+                subject, "rule failed; using the next rule or the default");
+        }
+    }
+
+    /// Runs the rules' `on_incident` for a newly opened incident; a `problem(...)`
+    /// decision links it to the key's active problem, or opens one.
+    fn on_incident(
+        &self,
+        p: &mut Pending<'_>,
+        rules: &Rules,
+        id: IncidentId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(incident) = p.peek_incident(id)? else {
+            return Ok(());
+        };
+        let count = |window_secs: i64| {
+            let since = now
+                .checked_sub(jiff::SignedDuration::from_secs(window_secs))
+                .unwrap_or(Timestamp::MIN);
+            p.incidents_for_key(&incident.key, since).unwrap_or(0)
+        };
+        let history = crate::rules::IncidentHistory {
+            last_hour: count(3600),
+            last_day: count(86_400),
+            last_week: count(7 * 86_400),
+        };
+        let (decision, failures) = rules.decide_incident(&incident, history, &*p, now);
+        self.count_failures(&failures, &id.to_string());
+        let Some((rule, spec)) = decision else {
+            return Ok(());
+        };
+        let actor = format!("rule:{rule}");
+        let active = p
+            .problem_for_key(&spec.key)?
+            .filter(|pr| pr.status.is_active())
+            .map(|pr| pr.id);
+        let problem_id = match active {
+            Some(pid) => pid,
+            None => {
+                let pid = p.allocate_problem();
+                let (problem, change) = Problem::open(pid, &spec, &rule, now);
+                p.audit(now, &actor, change);
+                p.problem_keys.insert(spec.key.clone(), pid);
+                p.problems.insert(pid, problem);
+                self.metrics.problems_opened.inc();
+                pid
+            }
+        };
+        let linked = p
+            .problems
+            .get_mut(&problem_id)
+            .and_then(|pr| pr.link(id, now));
+        if let Some(change) = linked {
+            p.audit(now, &actor, change);
+        }
+        let inc = p.incident_mut(id)?;
+        inc.problem = Some(problem_id);
+        inc.updated_at = now;
+        let change = Change::new(id.to_string(), "problem_linked").detail(problem_id.to_string());
+        p.audit(now, &actor, change);
         Ok(())
     }
 
@@ -318,14 +395,7 @@ impl Correlator {
             prev => {
                 // First firing, or firing again after it resolved: the rules decide.
                 let (verdict, failures) = rules.decide_with(alert, &*p);
-                for f in &failures {
-                    self.metrics
-                        .rule_errors
-                        .with_label_values(&[&f.rule, f.kind])
-                        .inc();
-                    tracing::warn!(rule = %f.rule, function = f.function, kind = f.kind, error = %f.message,
-                        alert = alert.name(), "rule failed; using the next rule or the default");
-                }
+                self.count_failures(&failures, alert.name());
                 let (first_seen, notifications, previous_incident) = match &prev {
                     Some(st) => (st.first_seen, st.notifications + 1, st.incident()),
                     None => (now, 1, None),
@@ -347,6 +417,7 @@ impl Correlator {
                     Outcome::Incident(spec) => {
                         let actor = format!("rule:{}", verdict.rule);
                         let latest = p.incident_for_key(&spec.key)?;
+                        let mut opened_now = false;
                         let id = match incidents::place(latest.as_ref(), now, &self.policy) {
                             Placement::Attach(id) => id,
                             Placement::Reopen(id) => {
@@ -364,6 +435,7 @@ impl Correlator {
                                 p.keys.insert(spec.key.clone(), id);
                                 p.incidents.insert(id, inc);
                                 tally.opened += 1;
+                                opened_now = true;
                                 id
                             }
                         };
@@ -388,6 +460,9 @@ impl Correlator {
                         p.audit(now, &actor, change);
                         if let Some(c) = flapping {
                             p.audit(now, "system", c);
+                        }
+                        if opened_now {
+                            self.on_incident(p, rules, id, now)?;
                         }
                         Disposition::Attached { incident: id }
                     }
@@ -438,6 +513,9 @@ struct InFlight {
     incidents: HashMap<IncidentId, Incident>,
     keys: HashMap<String, IncidentId>,
     next_incident: u64,
+    problems: HashMap<ProblemId, Problem>,
+    problem_keys: HashMap<String, ProblemId>,
+    next_problem: u64,
 }
 
 /// Syncs appended batches, many per fdatasync (group commit), and answers their
@@ -505,6 +583,10 @@ struct Pending<'a> {
     merged: HashMap<usize, (usize, Vec<String>)>,
     counter_start: u64,
     next: u64,
+    problems: HashMap<ProblemId, Problem>,
+    problem_keys: HashMap<String, ProblemId>,
+    problem_counter_start: u64,
+    next_problem: u64,
 }
 
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
@@ -558,7 +640,12 @@ impl<'a> Pending<'a> {
         self.store.incident(id)
     }
 
-    fn new(store: &'a dyn Store, inflight: &'a VecDeque<Arc<InFlight>>, next: u64) -> Self {
+    fn new(
+        store: &'a dyn Store,
+        inflight: &'a VecDeque<Arc<InFlight>>,
+        next: u64,
+        next_problem: u64,
+    ) -> Self {
         Pending {
             store,
             inflight,
@@ -572,7 +659,54 @@ impl<'a> Pending<'a> {
             merged: HashMap::new(),
             counter_start: next,
             next,
+            problems: HashMap::new(),
+            problem_keys: HashMap::new(),
+            problem_counter_start: next_problem,
+            next_problem,
         }
+    }
+
+    /// The latest problem for a problem key, loaded into the batch.
+    fn problem_for_key(&mut self, key: &str) -> Result<Option<&mut Problem>, StoreError> {
+        let known = self
+            .problem_keys
+            .get(key)
+            .or_else(|| {
+                self.inflight
+                    .iter()
+                    .rev()
+                    .find_map(|f| f.problem_keys.get(key))
+            })
+            .copied();
+        let id = match known {
+            Some(id) => id,
+            None => match self.store.problem_for_key(key)? {
+                Some(p) => p.id,
+                None => return Ok(None),
+            },
+        };
+        if !self.problems.contains_key(&id) {
+            let found = match self
+                .inflight
+                .iter()
+                .rev()
+                .find_map(|f| f.problems.get(&id).cloned())
+            {
+                Some(p) => Some(p),
+                None => self.store.problem(id)?,
+            };
+            let Some(p) = found else {
+                return Ok(None);
+            };
+            self.problems.insert(id, p);
+        }
+        Ok(self.problems.get_mut(&id))
+    }
+
+    fn allocate_problem(&mut self) -> ProblemId {
+        let id = ProblemId(self.next_problem);
+        self.next_problem += 1;
+        id
     }
 
     fn state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
@@ -697,6 +831,9 @@ impl<'a> Pending<'a> {
             incidents: self.incidents.clone(),
             keys: self.keys.clone(),
             next_incident: self.next,
+            problems: self.problems.clone(),
+            problem_keys: self.problem_keys.clone(),
+            next_problem: self.next_problem,
         };
         let batch = Batch {
             alert_contents: self.contents.into_values().collect(),
@@ -707,6 +844,10 @@ impl<'a> Pending<'a> {
             keys: self.keys.into_iter().collect(),
             attachments: self.attachments,
             audit: self.audit,
+            problems: self.problems.into_values().collect(),
+            problem_counter: (self.next_problem != self.problem_counter_start)
+                .then_some((self.problem_counter_start, self.next_problem)),
+            problem_keys: self.problem_keys.into_iter().collect(),
         };
         (batch, view)
     }

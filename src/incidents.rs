@@ -241,6 +241,8 @@ pub struct Incident {
     pub flapping_since: Option<Timestamp>,
     /// The last status change of an attached alert.
     pub last_flip: Option<Timestamp>,
+    /// The problem it is linked to.
+    pub problem: Option<crate::problems::ProblemId>,
     /// When the first alert started (detected).
     pub detected_at: Timestamp,
     pub opened_at: Timestamp,
@@ -353,6 +355,7 @@ impl Incident {
             previous: None,
             flapping_since: None,
             last_flip: None,
+            problem: None,
             detected_at,
             opened_at: now,
             acknowledged_at: None,

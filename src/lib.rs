@@ -9,6 +9,7 @@ pub mod correlation;
 pub mod heartbeats;
 pub mod http;
 pub mod incidents;
+pub mod problems;
 pub mod rules;
 pub mod sources;
 pub mod store;

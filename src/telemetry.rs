@@ -41,6 +41,7 @@ pub struct Metrics {
     pub incidents_reopened: IntCounter,
     pub incidents_resolved: IntCounter,
     pub alerts_dropped: IntCounter,
+    pub problems_opened: IntCounter,
     pub rule_errors: IntCounterVec,
     pub rules_reloads: IntCounterVec,
     pub config_reloads: IntCounterVec,
@@ -167,6 +168,10 @@ impl Metrics {
                 "Incidents resolved because every alert resolved",
             ),
             alerts_dropped: counter("triaged_alerts_dropped_total", "Alerts a rule dropped"),
+            problems_opened: counter(
+                "triaged_problems_opened_total",
+                "Problems opened by a rule's on_incident",
+            ),
             rule_errors: counter_vec(
                 "triaged_rule_errors_total",
                 "Rule calls that failed (the default decision was used)",

@@ -50,7 +50,7 @@ fn check_config_accepts_the_shipped_config() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stdout.contains("ok (5 rule script(s) in rules)"),
+        stdout.contains("ok (6 rule script(s) in rules)"),
         "{stdout}"
     );
 }
@@ -215,7 +215,7 @@ fn rules_check_lists_the_files_or_names_file_line_and_column() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("5 rule file(s) in rules compiled"),
+        stdout.contains("6 rule file(s) in rules compiled"),
         "{stdout}"
     );
 

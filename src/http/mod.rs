@@ -88,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
         .route("/api/v1/rules", get(rules_status))
+        .route("/api/v1/problems", get(records::list_problems))
+        .route("/api/v1/problems/{id}", get(records::get_problem))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

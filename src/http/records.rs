@@ -143,3 +143,49 @@ pub async fn get_alert(
         serde_json::to_value(&alert).expect("alerts serialize"),
     ))
 }
+
+/// `GET /api/v1/problems[?limit=N]`, newest first.
+pub async fn list_problems(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let q = query(q)?;
+    if let Some(s) = &q.status {
+        return Err(ApiError::bad_request(
+            "status",
+            format!("problems are not filtered by status yet, got {s:?}"),
+        ));
+    }
+    let limit = limit(&q)?;
+    let store = state.store.clone();
+    let problems = blocking(move || store.list_problems(limit)).await?;
+    Ok(Json(serde_json::json!({ "problems": problems })))
+}
+
+/// `GET /api/v1/problems/{id}`: the problem with its timeline.
+pub async fn get_problem(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let id: crate::problems::ProblemId = id
+        .parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let store = state.store.clone();
+    let found = blocking(move || {
+        let Some(problem) = store.problem(id)? else {
+            return Ok(None);
+        };
+        let timeline = store.timeline(&id.to_string())?;
+        Ok(Some((problem, timeline)))
+    })
+    .await?;
+    let (problem, timeline) =
+        found.ok_or_else(|| ApiError::not_found(format!("no problem {id}")).field("id"))?;
+    let mut out = serde_json::to_value(&problem).expect("problems serialize");
+    out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
+    Ok(Json(out))
+}

@@ -108,6 +108,11 @@ struct Sequence {
     incidents: Vec<ExpectIncident>,
     /// How many incidents there are in all (default: not compared).
     incident_count: Option<usize>,
+    /// The problems expected after the last alert, oldest first; `key` picks them.
+    #[serde(default)]
+    problems: Vec<ExpectProblem>,
+    /// How many problems there are in all (default: not compared).
+    problem_count: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +136,20 @@ struct ExpectIncident {
     previous: Option<String>,
     /// Whether it is flapping.
     flapping: Option<bool>,
+    /// The problem it is linked to (`PRB-n`, or `""` for none).
+    problem: Option<String>,
+}
+
+/// A problem expected after a sequence, picked by `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectProblem {
+    key: String,
+    title: Option<String>,
+    status: Option<String>,
+    opened_by: Option<String>,
+    /// The linked incidents, `INC-n`, in order.
+    incidents: Option<Vec<String>>,
 }
 
 /// What a run found: one line per case or sequence, and how many failed.
@@ -452,6 +471,12 @@ fn run_sequence(
         );
         compare(
             &mut d,
+            "problem",
+            want.problem.clone(),
+            inc.problem.map(|p| p.to_string()).unwrap_or_default(),
+        );
+        compare(
+            &mut d,
             "previous",
             want.previous.clone(),
             inc.previous.map(|p| p.to_string()).unwrap_or_default(),
@@ -469,6 +494,39 @@ fn run_sequence(
             d.into_iter()
                 .map(|m| format!("{} {}: {m}", inc.id, want.key)),
         );
+    }
+    let mut problems = store.list_problems(usize::MAX).map_err(|e| e.to_string())?;
+    problems.reverse(); // oldest first
+    compare(&mut diffs, "problems", seq.problem_count, problems.len());
+    let mut taken = vec![false; problems.len()];
+    for want in &seq.problems {
+        let Some(i) = (0..problems.len()).find(|&i| !taken[i] && problems[i].key == want.key)
+        else {
+            let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            diffs.push(format!(
+                "problem {:?}: expected, but the problems are {keys:?}",
+                want.key
+            ));
+            continue;
+        };
+        taken[i] = true;
+        let p = &problems[i];
+        let mut d = Vec::new();
+        compare(&mut d, "title", want.title.clone(), p.title.clone());
+        compare(&mut d, "status", want.status.clone(), text(&p.status));
+        compare(
+            &mut d,
+            "opened_by",
+            want.opened_by.clone(),
+            p.opened_by.clone(),
+        );
+        compare(
+            &mut d,
+            "incidents",
+            want.incidents.clone(),
+            p.incidents.iter().map(|i| i.to_string()).collect(),
+        );
+        diffs.extend(d.into_iter().map(|m| format!("{} {}: {m}", p.id, want.key)));
     }
     Ok(diffs)
 }

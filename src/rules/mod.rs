@@ -18,7 +18,8 @@ use rhai::{CallFnOptions, Dynamic, Engine, Map, Scope, AST};
 
 use crate::alerts::{Alert, LabelSet};
 use crate::config::{RuleEnv, Service};
-use crate::incidents::{IncidentSpec, Level};
+use crate::incidents::{Incident, IncidentSpec, Level};
+use crate::problems::ProblemSpec;
 
 pub use live::{LoadErrorReport, ReloadReport, RuleSet, RulesStatus, RulesWatcher, Trigger};
 
@@ -142,11 +143,23 @@ pub enum LoadError {
 enum Decision {
     Incident(Map),
     Drop(String),
+    Problem(Map),
 }
 
 struct Script {
     name: String,
     ast: AST,
+    on_alert: bool,
+    on_incident: bool,
+}
+
+/// The counts `on_incident` gets as `history`: incidents of the incident's key opened
+/// in the last hour, day and week, the incident itself included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IncidentHistory {
+    pub last_hour: u64,
+    pub last_day: u64,
+    pub last_week: u64,
 }
 
 /// A file of a compiled rule set, as `GET /api/v1/rules` shows it.
@@ -217,6 +230,7 @@ fn engine(env: &RuleEnv) -> Engine {
     });
     engine.register_type_with_name::<Decision>("Decision");
     engine.register_fn("incident", Decision::Incident);
+    engine.register_fn("problem", Decision::Problem);
     engine.register_fn("drop", |reason: &str| Decision::Drop(reason.to_string()));
     register_host_functions(&mut engine, env);
     engine
@@ -338,24 +352,46 @@ impl Rules {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| file.display().to_string());
-            let hooks: Vec<String> = ast
-                .iter_functions()
-                .filter(|f| f.name == "on_alert" && f.params.len() == 1)
-                .map(|f| f.name.to_string())
+            let arity = |hook: &str| {
+                ast.iter_functions()
+                    .find(|f| f.name == hook)
+                    .map(|f| f.params.len())
+            };
+            for (hook, params, what) in [
+                ("on_alert", 1, "one parameter (the alert)"),
+                (
+                    "on_incident",
+                    2,
+                    "two parameters (the incident and its history)",
+                ),
+            ] {
+                if arity(hook).is_some_and(|n| n != params) {
+                    return Err(LoadError::Compile {
+                        file,
+                        line: 1,
+                        column: 1,
+                        message: format!("{hook} must take exactly {what}"),
+                    });
+                }
+            }
+            let on_alert = arity("on_alert").is_some();
+            let on_incident = arity("on_incident").is_some();
+            let hooks: Vec<String> = [("on_alert", on_alert), ("on_incident", on_incident)]
+                .into_iter()
+                .filter(|(_, has)| *has)
+                .map(|(h, _)| h.to_string())
                 .collect();
             files.push(RuleFile {
                 name: name.clone(),
                 sha256,
-                hooks: hooks.clone(),
+                hooks,
             });
-            if !hooks.is_empty() {
-                scripts.push(Script { name, ast });
-            } else if ast.iter_functions().any(|f| f.name == "on_alert") {
-                return Err(LoadError::Compile {
-                    file,
-                    line: 1,
-                    column: 1,
-                    message: "on_alert must take exactly one parameter (the alert)".into(),
+            if on_alert || on_incident {
+                scripts.push(Script {
+                    name,
+                    ast,
+                    on_alert,
+                    on_incident,
                 });
             }
         }
@@ -394,7 +430,7 @@ impl Rules {
         let mut failures = Vec::new();
         if !self.scripts.is_empty() {
             let input = Dynamic::from_map(alert_map(alert)).into_shared();
-            for script in &self.scripts {
+            for script in self.scripts.iter().filter(|s| s.on_alert) {
                 match self.call_on_alert(script, input.clone(), alert) {
                     Ok(Some(outcome)) => {
                         let verdict = Verdict {
@@ -428,30 +464,27 @@ impl Rules {
         spec
     }
 
-    fn call_on_alert(
+    /// Calls one hook under the deadline; errors become `RuleFailure`s.
+    fn call_hook(
         &self,
         script: &Script,
-        input: Dynamic,
-        alert: &Alert,
-    ) -> Result<Option<Outcome>, RuleFailure> {
+        function: &'static str,
+        args: impl rhai::FuncArgs,
+    ) -> Result<Dynamic, RuleFailure> {
         let failure = |kind: &'static str, message: String| RuleFailure {
             rule: script.name.clone(),
-            function: "on_alert",
+            function,
             kind,
             message,
         };
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         CALL_STARTED.set(Some(std::time::Instant::now()));
-        let called: Result<Dynamic, _> = self.engine.call_fn_with_options(
-            options,
-            &mut scope,
-            &script.ast,
-            "on_alert",
-            (input,),
-        );
+        let called: Result<Dynamic, _> =
+            self.engine
+                .call_fn_with_options(options, &mut scope, &script.ast, function, args);
         CALL_STARTED.set(None);
-        let result = called.map_err(|e| {
+        called.map_err(|e| {
             use rhai::EvalAltResult as E;
             let kind = match *e {
                 E::ErrorTerminated(..)
@@ -468,7 +501,22 @@ impl Rules {
                 _ => e.to_string(),
             };
             failure(kind, message)
-        })?;
+        })
+    }
+
+    fn call_on_alert(
+        &self,
+        script: &Script,
+        input: Dynamic,
+        alert: &Alert,
+    ) -> Result<Option<Outcome>, RuleFailure> {
+        let failure = |kind: &'static str, message: String| RuleFailure {
+            rule: script.name.clone(),
+            function: "on_alert",
+            kind,
+            message,
+        };
+        let result = self.call_hook(script, "on_alert", (input,))?;
         if result.is_unit() {
             return Ok(None);
         }
@@ -488,7 +536,78 @@ impl Rules {
                     Some(Outcome::Incident(self.with_service_impact(spec, impact)))
                 })
                 .map_err(|m| failure("malformed", m)),
+            Decision::Problem(_) => Err(failure(
+                "malformed",
+                "problem(...) is a decision of on_incident, not of on_alert".into(),
+            )),
         }
+    }
+
+    /// Runs `on_incident` of each script (in file-name order) for a newly opened
+    /// incident until one returns `problem(#{ key, title })`: that rule and spec.
+    pub fn decide_incident(
+        &self,
+        incident: &Incident,
+        history: IncidentHistory,
+        store_history: &dyn History,
+        now: jiff::Timestamp,
+    ) -> (Option<(String, ProblemSpec)>, Vec<RuleFailure>) {
+        let mut failures = Vec::new();
+        if !self.scripts.iter().any(|s| s.on_incident) {
+            return (None, failures);
+        }
+        CALL_NOW.set(Some(now.as_second()));
+        let decided = with_history(store_history, || {
+            let input = Dynamic::from_map(incident_map(incident));
+            let mut h = Map::new();
+            h.insert("key".into(), incident.key.clone().into());
+            for (name, n) in [
+                ("last_hour", history.last_hour),
+                ("last_day", history.last_day),
+                ("last_week", history.last_week),
+            ] {
+                h.insert(
+                    name.into(),
+                    Dynamic::from(i64::try_from(n).unwrap_or(i64::MAX)),
+                );
+            }
+            let history = Dynamic::from_map(h);
+            for script in self.scripts.iter().filter(|s| s.on_incident) {
+                let failure = |kind: &'static str, message: String| RuleFailure {
+                    rule: script.name.clone(),
+                    function: "on_incident",
+                    kind,
+                    message,
+                };
+                let result =
+                    match self.call_hook(script, "on_incident", (input.clone(), history.clone())) {
+                        Ok(r) => r,
+                        Err(f) => {
+                            failures.push(f);
+                            continue;
+                        }
+                    };
+                if result.is_unit() {
+                    continue;
+                }
+                match result.clone().try_cast::<Decision>() {
+                    Some(Decision::Problem(map)) => match problem_from_map(&map, incident) {
+                        Ok(spec) => return Some((script.name.clone(), spec)),
+                        Err(m) => failures.push(failure("malformed", m)),
+                    },
+                    _ => failures.push(failure(
+                        "malformed",
+                        format!(
+                            "on_incident must return problem(#{{...}}) or nothing, got a {}",
+                            result.type_name()
+                        ),
+                    )),
+                }
+            }
+            None
+        });
+        CALL_NOW.set(None);
+        (decided, failures)
     }
 }
 
@@ -521,7 +640,8 @@ fn alert_map(alert: &Alert) -> Map {
     m
 }
 
-fn optional_string(map: &Map, field: &str) -> Result<Option<String>, String> {
+/// A decision map's text field (`what`: incident or problem); `()` is absent.
+fn optional_string(map: &Map, what: &str, field: &str) -> Result<Option<String>, String> {
     match map.get(field) {
         None => Ok(None),
         Some(v) if v.is_unit() => Ok(None),
@@ -529,12 +649,12 @@ fn optional_string(map: &Map, field: &str) -> Result<Option<String>, String> {
             .clone()
             .into_immutable_string()
             .map(|s| Some(s.to_string()))
-            .map_err(|t| format!("incident field {field} must be a string, got {t}")),
+            .map_err(|t| format!("{what} field {field} must be a string, got {t}")),
     }
 }
 
 fn level(map: &Map, field: &str) -> Result<Option<Level>, String> {
-    match optional_string(map, field)? {
+    match optional_string(map, "incident", field)? {
         None => Ok(None),
         Some(s) => s
             .parse()
@@ -555,7 +675,7 @@ fn spec_from_map(map: &Map, alert: &Alert) -> Result<(IncidentSpec, Option<Level
             FIELDS.join(", ")
         ));
     }
-    let key = optional_string(map, "key")?
+    let key = optional_string(map, "incident", "key")?
         .filter(|k| !k.trim().is_empty())
         .ok_or("incident(#{...}) needs a non-empty key")?;
     let defaults = default_spec(alert);
@@ -568,14 +688,62 @@ fn spec_from_map(map: &Map, alert: &Alert) -> Result<(IncidentSpec, Option<Level
     let impact = level(map, "impact")?;
     let spec = IncidentSpec {
         key,
-        title: optional_string(map, "title")?.unwrap_or(defaults.title),
-        service: optional_string(map, "service")?.or(defaults.service),
-        ci: optional_string(map, "ci")?.or(defaults.ci),
+        title: optional_string(map, "incident", "title")?.unwrap_or(defaults.title),
+        service: optional_string(map, "incident", "service")?.or(defaults.service),
+        ci: optional_string(map, "incident", "ci")?.or(defaults.ci),
         impact: impact.unwrap_or(Level::Medium),
         urgency: level(map, "urgency")?.unwrap_or(Level::Medium),
         major,
     };
     Ok((spec, impact))
+}
+
+/// The incident as `on_incident` reads it.
+fn incident_map(i: &Incident) -> Map {
+    let text = |v: &Option<String>| v.clone().map_or(Dynamic::UNIT, Dynamic::from);
+    let mut m = Map::new();
+    m.insert("id".into(), i.id.to_string().into());
+    m.insert("key".into(), i.key.clone().into());
+    m.insert("title".into(), i.title.clone().into());
+    m.insert("service".into(), text(&i.service));
+    m.insert("ci".into(), text(&i.ci));
+    m.insert("impact".into(), i.impact.as_str().into());
+    m.insert("urgency".into(), i.urgency.as_str().into());
+    m.insert("priority".into(), format!("{:?}", i.priority).into());
+    m.insert("major".into(), i.major.into());
+    m.insert("status".into(), i.status.as_str().into());
+    m.insert("opened_by".into(), i.opened_by.clone().into());
+    m.insert("opened_at".into(), i.opened_at.to_string().into());
+    m.insert(
+        "alerts_total".into(),
+        Dynamic::from(i64::try_from(i.alerts_total).unwrap_or(i64::MAX)),
+    );
+    m.insert("reopened".into(), Dynamic::from(i64::from(i.reopened)));
+    m.insert(
+        "previous".into(),
+        i.previous
+            .map_or(Dynamic::UNIT, |p| Dynamic::from(p.to_string())),
+    );
+    m
+}
+
+/// Turns the map a rule passed to `problem(...)` into a spec; `key` is required.
+fn problem_from_map(map: &Map, incident: &Incident) -> Result<ProblemSpec, String> {
+    const FIELDS: [&str; 2] = ["key", "title"];
+    if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown problem field {unknown:?}, expected one of {}",
+            FIELDS.join(", ")
+        ));
+    }
+    let field = |name: &str| optional_string(map, "problem", name);
+    let key = field("key")?
+        .filter(|k| !k.trim().is_empty())
+        .ok_or("problem(#{...}) needs a non-empty key")?;
+    Ok(ProblemSpec {
+        key,
+        title: field("title")?.unwrap_or_else(|| incident.title.clone()),
+    })
 }
 
 /// The built-in decision: one incident per alertname and service (or job).

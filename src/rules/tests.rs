@@ -518,3 +518,116 @@ incidents = [
     assert_eq!(report.failed, 0, "{}", report.text);
     assert_eq!(report.passed, 2, "{}", report.text);
 }
+
+fn an_incident() -> crate::incidents::Incident {
+    let spec = IncidentSpec {
+        key: "Lag/db".into(),
+        title: "Replication lag".into(),
+        service: Some("db".into()),
+        ci: None,
+        impact: Level::High,
+        urgency: Level::Medium,
+        major: false,
+    };
+    crate::incidents::Incident::open(
+        crate::incidents::IncidentId(7),
+        &spec,
+        "50-severity.rhai",
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+        "2026-01-01T00:00:01Z".parse().unwrap(),
+    )
+    .0
+}
+
+#[test]
+fn on_incident_reads_the_incident_and_history_and_may_open_a_problem() {
+    let history = IncidentHistory {
+        last_hour: 1,
+        last_day: 3,
+        last_week: 4,
+    };
+    let decide = |scripts: &[(&str, &str)]| {
+        let rules = rules(scripts, RuleLimits::default()).expect("compiles");
+        let (d, f) = rules.decide_incident(
+            &an_incident(),
+            history,
+            &NoHistory,
+            "2026-01-01T00:00:01Z".parse().unwrap(),
+        );
+        (
+            d,
+            f.iter()
+                .map(|f| (f.rule.clone(), f.kind))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (d, f) = decide(&[(
+        "60-r.rhai",
+        r#"fn on_incident(i, h) {
+            if h.last_day >= 3 && i.priority == "P2" && i.service == "db" && i.id == "INC-7" {
+                problem(#{ key: i.key, title: `${h.last_hour}/${h.last_day}/${h.last_week} ${i.title}` })
+            }
+        }"#,
+    )]);
+    assert!(f.is_empty(), "{f:?}");
+    let (rule, spec) = d.expect("a problem");
+    assert_eq!(rule, "60-r.rhai");
+    assert_eq!(spec.key, "Lag/db");
+    assert_eq!(spec.title, "1/3/4 Replication lag");
+
+    // The title defaults to the incident's; failures fall through to the next script.
+    let (d, f) = decide(&[
+        ("10-throws.rhai", "fn on_incident(i, h) { throw \"x\" }"),
+        ("20-wrong.rhai", "fn on_incident(i, h) { drop(\"no\") }"),
+        (
+            "30-nokey.rhai",
+            "fn on_incident(i, h) { problem(#{ title: \"t\" }) }",
+        ),
+        (
+            "40-ok.rhai",
+            "fn on_incident(i, h) { problem(#{ key: \"k\" }) }",
+        ),
+    ]);
+    assert_eq!(d.unwrap().1.title, "Replication lag");
+    assert_eq!(
+        f,
+        [
+            ("10-throws.rhai".to_string(), "runtime"),
+            ("20-wrong.rhai".to_string(), "malformed"),
+            ("30-nokey.rhai".to_string(), "malformed"),
+        ]
+    );
+
+    // Nothing decided: no problem.
+    let (d, f) = decide(&[("10-quiet.rhai", "fn on_incident(i, h) { }")]);
+    assert!(d.is_none() && f.is_empty());
+}
+
+#[test]
+fn hooks_are_checked_for_their_parameters_and_decisions_for_their_hook() {
+    let err = rules(
+        &[("x.rhai", "fn on_incident(i) { }")],
+        RuleLimits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("on_incident must take exactly two parameters"),
+        "{err}"
+    );
+    // problem(...) from on_alert is malformed; the default decides.
+    let (rule, _, kinds) = check(
+        &[("10-p.rhai", "fn on_alert(a) { problem(#{ key: \"k\" }) }")],
+        &[("alertname", "A")],
+    );
+    assert_eq!(rule, DEFAULT_RULE);
+    assert_eq!(kinds, ["malformed"]);
+    // A file with only on_incident is listed with that hook and not run for alerts.
+    let r = rules(
+        &[("60-r.rhai", "fn on_incident(i, h) { }")],
+        RuleLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(r.files()[0].hooks, ["on_incident"]);
+    assert_eq!(r.decide(&alert(&[("alertname", "A")])).0.rule, DEFAULT_RULE);
+}

@@ -21,6 +21,7 @@ use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, Change};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId, IncidentStatus};
+use crate::problems::{Problem, ProblemId};
 
 /// Opens the configured store (today always the embedded one in `data_dir`).
 pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
@@ -66,6 +67,12 @@ pub struct Batch {
     pub attachments: Vec<(IncidentId, String)>,
     /// Audit entries to append, in order, with who made them.
     pub audit: Vec<(Timestamp, String, Change)>,
+    /// Problems to insert or replace (by id).
+    pub problems: Vec<Problem>,
+    /// Like `incident_counter`, for problem ids.
+    pub problem_counter: Option<(u64, u64)>,
+    /// Problem key → latest problem for it.
+    pub problem_keys: Vec<(String, ProblemId)>,
 }
 
 impl Batch {
@@ -76,6 +83,8 @@ impl Batch {
             && self.keys.is_empty()
             && self.attachments.is_empty()
             && self.audit.is_empty()
+            && self.problems.is_empty()
+            && self.problem_keys.is_empty()
     }
 }
 
@@ -144,6 +153,13 @@ pub trait Store: Send + Sync + 'static {
     /// The incidents flapping now (`Incident::flapping_since` set), for correlation to
     /// watch until they settle.
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;
+    fn problem(&self, id: ProblemId) -> Result<Option<Problem>, StoreError>;
+    /// The latest problem opened for a problem key.
+    fn problem_for_key(&self, key: &str) -> Result<Option<Problem>, StoreError>;
+    /// Problems newest first.
+    fn list_problems(&self, limit: usize) -> Result<Vec<Problem>, StoreError>;
+    /// The number the next problem gets.
+    fn next_problem_number(&self) -> Result<u64, StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A

@@ -14,6 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Source};
 use crate::audit::{AuditEntry, Change};
 use crate::incidents::{Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
+use crate::problems::{Problem, ProblemId, ProblemStatus};
 
 const V1: u8 = 1;
 
@@ -182,6 +183,7 @@ pub struct IncidentV1 {
     pub flapping_since: Option<Timestamp>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub last_flip: Option<Timestamp>,
+    pub problem: Option<u64>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub detected_at: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
@@ -222,6 +224,7 @@ impl From<&Incident> for IncidentV1 {
             previous: i.previous.map(|p| p.0),
             flapping_since: i.flapping_since,
             last_flip: i.last_flip,
+            problem: i.problem.map(|p| p.0),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -256,6 +259,7 @@ impl From<IncidentV1> for Incident {
             previous: i.previous.map(IncidentId),
             flapping_since: i.flapping_since,
             last_flip: i.last_flip,
+            problem: i.problem.map(ProblemId),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -264,6 +268,65 @@ impl From<IncidentV1> for Incident {
             resolved_at: i.resolved_at,
             closed_at: i.closed_at,
             updated_at: i.updated_at,
+        }
+    }
+}
+
+/// A problem (`problems` tree).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProblemV1 {
+    pub id: u64,
+    pub key: String,
+    pub title: String,
+    pub status: ProblemStatus,
+    pub opened_by: String,
+    pub incidents: Vec<u64>,
+    pub root_cause: Option<String>,
+    pub workaround: Option<String>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub opened_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub updated_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub closed_at: Option<Timestamp>,
+}
+
+impl From<&Problem> for ProblemV1 {
+    fn from(p: &Problem) -> Self {
+        ProblemV1 {
+            id: p.id.0,
+            key: p.key.clone(),
+            title: p.title.clone(),
+            status: p.status,
+            opened_by: p.opened_by.clone(),
+            incidents: p.incidents.iter().map(|i| i.0).collect(),
+            root_cause: p.root_cause.clone(),
+            workaround: p.workaround.clone(),
+            opened_at: p.opened_at,
+            updated_at: p.updated_at,
+            resolved_at: p.resolved_at,
+            closed_at: p.closed_at,
+        }
+    }
+}
+
+impl From<ProblemV1> for Problem {
+    fn from(p: ProblemV1) -> Self {
+        Problem {
+            id: ProblemId(p.id),
+            key: p.key,
+            title: p.title,
+            status: p.status,
+            opened_by: p.opened_by,
+            incidents: p.incidents.into_iter().map(IncidentId).collect(),
+            root_cause: p.root_cause,
+            workaround: p.workaround,
+            opened_at: p.opened_at,
+            updated_at: p.updated_at,
+            resolved_at: p.resolved_at,
+            closed_at: p.closed_at,
         }
     }
 }
@@ -332,6 +395,9 @@ pub struct WalBatchV1 {
     /// Encoded `AuditEntryV1` records, in order.
     pub audit: Vec<Vec<u8>>,
     pub next_incident: u64,
+    pub problems: Vec<ProblemV1>,
+    pub problem_keys: Vec<(String, u64)>,
+    pub next_problem: u64,
 }
 
 #[cfg(test)]

@@ -36,18 +36,22 @@ use std::time::Duration;
 use sled::Tree;
 
 use super::hot::HotStates;
-use super::records::{decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, WalBatchV1};
+use super::records::{
+    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, ProblemV1, WalBatchV1,
+};
 use super::wal::{Wal, WalError};
 use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
+use crate::problems::{Problem, ProblemId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 5;
+const SCHEMA_VERSION: u64 = 6;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
+const NEXT_PROBLEM: &[u8] = b"next_problem";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// A log segment this large starts a checkpoint early (bounds replay time when the
 /// same alerts repeat, which does not grow the overlay).
@@ -176,6 +180,9 @@ struct Applied {
     links: Vec<(IncidentId, String)>,
     audit: Vec<EncodedEntry>,
     next_incident: u64,
+    problems: Vec<Problem>,
+    problem_keys: Vec<(String, ProblemId)>,
+    next_problem: u64,
 }
 
 /// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
@@ -217,6 +224,13 @@ impl Applied {
                 .collect(),
             audit: self.audit.iter().map(|e| e.bytes.clone()).collect(),
             next_incident: self.next_incident,
+            problems: self.problems.iter().map(ProblemV1::from).collect(),
+            problem_keys: self
+                .problem_keys
+                .iter()
+                .map(|(k, id)| (k.clone(), id.0))
+                .collect(),
+            next_problem: self.next_problem,
         }
     }
 
@@ -247,6 +261,13 @@ impl Applied {
                 .collect(),
             audit,
             next_incident: w.next_incident,
+            problems: w.problems.into_iter().map(Into::into).collect(),
+            problem_keys: w
+                .problem_keys
+                .into_iter()
+                .map(|(k, id)| (k, ProblemId(id)))
+                .collect(),
+            next_problem: w.next_problem,
         })
     }
 }
@@ -261,6 +282,8 @@ struct Overlay {
     keys: HashMap<String, IncidentId>,
     links: BTreeSet<(IncidentId, String)>,
     audit: BTreeMap<u64, EncodedEntry>,
+    problems: BTreeMap<ProblemId, Problem>,
+    problem_keys: HashMap<String, ProblemId>,
 }
 
 impl Overlay {
@@ -271,6 +294,8 @@ impl Overlay {
             + self.keys.len()
             + self.links.len()
             + self.audit.len()
+            + self.problems.len()
+            + self.problem_keys.len()
     }
 
     fn apply(&mut self, a: Applied) {
@@ -284,6 +309,10 @@ impl Overlay {
         for e in a.audit {
             self.audit.insert(e.seq, e);
         }
+        for p in a.problems {
+            self.problems.insert(p.id, p);
+        }
+        self.problem_keys.extend(a.problem_keys);
     }
 
     /// `newer` laid over `self`.
@@ -294,6 +323,8 @@ impl Overlay {
         self.keys.extend(newer.keys);
         self.links.extend(newer.links);
         self.audit.extend(newer.audit);
+        self.problems.extend(newer.problems);
+        self.problem_keys.extend(newer.problem_keys);
     }
 }
 
@@ -314,6 +345,9 @@ struct State {
     /// Open incidents already in sled, cached for correlation.
     open: HashMap<IncidentId, Incident>,
     next_incident: u64,
+    /// Every problem key with its latest problem (few).
+    problem_keys: HashMap<String, ProblemId>,
+    next_problem: u64,
     audit_seq: u64,
     audit_hash: String,
 }
@@ -338,6 +372,9 @@ impl State {
         }
         self.keys.extend(applied.keys.iter().cloned());
         self.next_incident = self.next_incident.max(applied.next_incident);
+        self.problem_keys
+            .extend(applied.problem_keys.iter().cloned());
+        self.next_problem = self.next_problem.max(applied.next_problem);
         if let Some(last) = applied.audit.last() {
             if last.seq > self.audit_seq {
                 self.audit_seq = last.seq;
@@ -365,6 +402,8 @@ struct Trees {
     audit_index: Tree,
     /// Incident id → nothing, for every flapping incident as of the last checkpoint.
     flapping: Tree,
+    problems: Tree,
+    problem_keys: Tree,
     meta: Tree,
 }
 
@@ -372,6 +411,7 @@ struct Trees {
 struct Log {
     wal: Wal,
     next_incident: u64,
+    next_problem: u64,
     audit_seq: u64,
     audit_hash: String,
     /// The last ticket handed out.
@@ -459,6 +499,8 @@ impl SledStore {
             audit: tree("audit")?,
             audit_index: tree("audit_index")?,
             flapping: tree("flapping")?,
+            problems: tree("problems")?,
+            problem_keys: tree("problem_keys")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -485,6 +527,10 @@ impl SledStore {
             None => 1,
             Some(v) => u64_of("meta", NEXT_INCIDENT, &v)?,
         };
+        let next_problem = match t.meta.get(NEXT_PROBLEM).map_err(io)? {
+            None => 1,
+            Some(v) => u64_of("meta", NEXT_PROBLEM, &v)?,
+        };
         let checkpoint_seq = match t.meta.get(CHECKPOINT_SEQ).map_err(io)? {
             None => 1,
             Some(v) => u64_of("meta", CHECKPOINT_SEQ, &v)?,
@@ -506,9 +552,18 @@ impl SledStore {
             keys: HashMap::new(),
             open: HashMap::new(),
             next_incident,
+            problem_keys: HashMap::new(),
+            next_problem,
             audit_seq,
             audit_hash,
         };
+        for kv in t.problem_keys.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let id = ProblemId(u64_of("problem_keys", &k, &v)?);
+            state
+                .problem_keys
+                .insert(String::from_utf8_lossy(&k).into_owned(), id);
+        }
         // Every correlation key in memory now (few); the fingerprint index is built by
         // a background thread so that a large store starts fast.
         for kv in t.keys.iter() {
@@ -549,6 +604,7 @@ impl SledStore {
             log: Mutex::new(Log {
                 wal,
                 next_incident: state.next_incident,
+                next_problem: state.next_problem,
                 audit_seq: state.audit_seq,
                 audit_hash: state.audit_hash.clone(),
                 ticket: 0,
@@ -728,7 +784,7 @@ impl Inner {
 
     fn checkpoint_once(&self) -> Result<(), StoreError> {
         let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
-        let (frozen, kept, next_incident, audit_seq, audit_hash) = {
+        let (frozen, kept, counters, audit_seq, audit_hash) = {
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             log.check()?;
             // Rotating syncs the log: everything appended is durable, so it joins the
@@ -751,7 +807,7 @@ impl Inner {
             (
                 frozen,
                 kept,
-                st.next_incident,
+                (st.next_incident, st.next_problem),
                 st.audit_seq,
                 st.audit_hash.clone(),
             )
@@ -759,8 +815,7 @@ impl Inner {
         let checkpoint = self
             .checkpoint_seq
             .load(std::sync::atomic::Ordering::SeqCst);
-        let written =
-            self.write_to_sled(&frozen, checkpoint, next_incident, audit_seq, &audit_hash);
+        let written = self.write_to_sled(&frozen, checkpoint, counters, audit_seq, &audit_hash);
         // `st.frozen` is then the only reference: taking it back moves the overlay
         // (without this drop, `try_unwrap` below failed and copied all of it on every
         // checkpoint).
@@ -812,7 +867,7 @@ impl Inner {
         &self,
         o: &Overlay,
         checkpoint: u64,
-        next_incident: u64,
+        (next_incident, next_problem): (u64, u64),
         audit_seq: u64,
         audit_hash: &str,
     ) -> Result<(), StoreError> {
@@ -844,6 +899,20 @@ impl Inner {
             }
         }
         t.flapping.apply_batch(flapping).map_err(io)?;
+        put_sorted(
+            &t.problems,
+            o.problems
+                .iter()
+                .map(|(id, p)| (id.0.to_be_bytes().to_vec(), encode(&ProblemV1::from(p))))
+                .collect(),
+        )?;
+        put_sorted(
+            &t.problem_keys,
+            o.problem_keys
+                .iter()
+                .map(|(k, id)| (k.as_bytes().to_vec(), id.0.to_be_bytes()))
+                .collect(),
+        )?;
         put_sorted(
             &t.keys,
             o.keys
@@ -884,6 +953,7 @@ impl Inner {
         head.extend_from_slice(audit_hash.as_bytes());
         let mut b = sled::Batch::default();
         b.insert(NEXT_INCIDENT, &next_incident.to_be_bytes());
+        b.insert(NEXT_PROBLEM, &next_problem.to_be_bytes());
         b.insert(AUDIT_HEAD, head);
         b.insert(CHECKPOINT_SEQ, &(checkpoint + 1).to_be_bytes());
         t.meta.apply_batch(b).map_err(io)?;
@@ -1144,6 +1214,68 @@ impl Store for SledStore {
         Ok(ids.into_iter().collect())
     }
 
+    fn problem(&self, id: ProblemId) -> Result<Option<Problem>, StoreError> {
+        if let Some(p) = self.inner.state()?.find(|o| o.problems.get(&id)) {
+            return Ok(Some(p));
+        }
+        let key = id.0.to_be_bytes();
+        self.inner
+            .t
+            .problems
+            .get(key)
+            .map_err(io)?
+            .map(|v| decoded::<ProblemV1, _>("problems", &key, &v))
+            .transpose()
+    }
+
+    fn problem_for_key(&self, key: &str) -> Result<Option<Problem>, StoreError> {
+        let id = self.inner.state()?.problem_keys.get(key).copied();
+        match id {
+            Some(id) => self.problem(id),
+            None => Ok(None),
+        }
+    }
+
+    fn list_problems(&self, limit: usize) -> Result<Vec<Problem>, StoreError> {
+        // Newest first: the overlays' versions win over sled's.
+        let mut found: BTreeMap<ProblemId, Problem> = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            found.extend(o.problems.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        let mut out: Vec<Problem> = Vec::new();
+        let mut from_sled = self.inner.t.problems.iter().rev();
+        let mut overlay = found.into_iter().rev().peekable();
+        let mut next_sled = from_sled.next();
+        while out.len() < limit {
+            let sled_id = match &next_sled {
+                Some(Ok((k, _))) => Some(u64_of("problems", k, k)?),
+                Some(Err(_)) => return Err(io(next_sled.take().expect("some").unwrap_err())),
+                None => None,
+            };
+            let overlay_id = overlay.peek().map(|(id, _)| id.0);
+            match (sled_id, overlay_id) {
+                (None, None) => break,
+                (Some(s), Some(o)) if o >= s => {
+                    if o == s {
+                        next_sled = from_sled.next();
+                    }
+                    out.push(overlay.next().expect("peeked").1);
+                }
+                (None, Some(_)) => out.push(overlay.next().expect("peeked").1),
+                (Some(_), _) => {
+                    let (k, v) = next_sled.take().expect("some").map_err(io)?;
+                    out.push(decoded::<ProblemV1, _>("problems", &k, &v)?);
+                    next_sled = from_sled.next();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_problem_number(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.state()?.next_problem)
+    }
+
     fn next_incident_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.next_incident)
     }
@@ -1191,6 +1323,16 @@ impl Store for SledStore {
             }
             None => current,
         };
+        let current = log.next_problem;
+        let next_problem = match batch.problem_counter {
+            Some((expected, next)) if expected == current => next,
+            Some((expected, _)) => {
+                return Err(StoreError::Conflict(format!(
+                    "problem counter is {current}, the batch expected {expected}"
+                )))
+            }
+            None => current,
+        };
         let (mut seq, mut hash) = (log.audit_seq, log.audit_hash.clone());
         let mut audit = Vec::with_capacity(batch.audit.len());
         for (at, actor, change) in batch.audit {
@@ -1211,11 +1353,15 @@ impl Store for SledStore {
             links: batch.attachments,
             audit,
             next_incident,
+            problems: batch.problems,
+            problem_keys: batch.problem_keys,
+            next_problem,
         };
         if let Err(e) = log.wal.write(&encode(&applied.to_wal())) {
             return Err(log.fail(e));
         }
         log.next_incident = next_incident;
+        log.next_problem = next_problem;
         log.audit_seq = seq;
         log.audit_hash = hash;
         log.ticket += 1;

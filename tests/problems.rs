@@ -1,0 +1,103 @@
+//! Problems over HTTP: the shipped recurrence rule opens `PRB-n` on the third incident
+//! of a key within a day, links later ones, and the records survive a restart.
+
+mod common;
+
+use common::{am_alert, am_payload, Daemon, AM_PATH};
+use serde_json::{json, Value};
+
+/// No reopening, so that each firing after a resolution opens a new incident, and no
+/// flap detection (the alert changes status six times within minutes here).
+const POLICY: &str = "[incidents]\nreopen_window_secs = 0\nflap_threshold = 0\n";
+
+/// Fires and resolves one occurrence of `alertname` (its own start time `minute`).
+async fn occurrence(d: &Daemon, alertname: &str, minute: u32, resolve: bool) {
+    let starts = format!("2026-11-29T00:{minute:02}:00Z");
+    let labels = json!({"alertname": alertname, "service": "db", "severity": "warning"});
+    let (code, body) = d
+        .post_json(
+            AM_PATH,
+            &am_payload(vec![am_alert("firing", labels.clone(), &starts)]),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    if resolve {
+        let (code, body) = d
+            .post_json(
+                AM_PATH,
+                &am_payload(vec![am_alert("resolved", labels, &starts)]),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+}
+
+fn actions(v: &Value) -> Vec<&str> {
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn recurring_incidents_open_a_problem_that_lasts_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = Daemon::start(&data, POLICY).await;
+    occurrence(&d, "Lag", 1, true).await;
+    occurrence(&d, "Lag", 2, true).await;
+    let (_, list) = d.get("/api/v1/problems").await;
+    assert_eq!(list["problems"], json!([]), "two incidents: no problem yet");
+    occurrence(&d, "Lag", 3, true).await;
+
+    let (code, list) = d.get("/api/v1/problems").await;
+    assert_eq!(code, 200, "{list}");
+    let problems = list["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{list}");
+    assert_eq!(problems[0]["id"], "PRB-1");
+    assert_eq!(problems[0]["key"], "Lag/db");
+    assert_eq!(problems[0]["status"], "open");
+    assert_eq!(problems[0]["opened_by"], "60-recurrence.rhai");
+    assert_eq!(problems[0]["incidents"], json!(["INC-3"]));
+
+    let (_, inc) = d.get("/api/v1/incidents/INC-3").await;
+    assert_eq!(inc["problem"], "PRB-1", "{inc}");
+    assert!(actions(&inc).contains(&"problem_linked"), "{inc}");
+    let (_, inc) = d.get("/api/v1/incidents/INC-2").await;
+    assert!(inc["problem"].is_null(), "{inc}");
+    d.stop().await;
+
+    // After a restart: the next incident of the key links to PRB-1; another key's
+    // third incident opens PRB-2.
+    let d = Daemon::start(&data, POLICY).await;
+    occurrence(&d, "Lag", 4, false).await;
+    for minute in 5..8 {
+        occurrence(&d, "Disk", minute, true).await;
+    }
+    let (_, one) = d.get("/api/v1/problems/PRB-1").await;
+    assert_eq!(one["incidents"], json!(["INC-3", "INC-4"]), "{one}");
+    assert_eq!(
+        actions(&one),
+        ["opened", "incident_linked", "incident_linked"]
+    );
+    assert_eq!(one["timeline"][0]["actor"], "rule:60-recurrence.rhai");
+    let (_, two) = d.get("/api/v1/problems/PRB-2").await;
+    assert_eq!(two["key"], "Disk/db", "{two}");
+    assert_eq!(two["incidents"], json!(["INC-7"]));
+    let (_, list) = d.get("/api/v1/problems?limit=1").await;
+    assert_eq!(list["problems"][0]["id"], "PRB-2", "newest first: {list}");
+
+    let (code, body) = d.get("/api/v1/problems/PRB-9").await;
+    assert_eq!((code, body["field"].as_str()), (404, Some("id")), "{body}");
+    let (code, body) = d.get("/api/v1/problems/INC-1").await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = d.get("/api/v1/problems?status=open").await;
+    assert_eq!(
+        (code, body["field"].as_str()),
+        (400, Some("status")),
+        "{body}"
+    );
+    d.stop().await;
+}
