@@ -65,6 +65,9 @@ impl Queue {
     }
 }
 
+/// The most earlier incidents one `problem(...)` links (`link_recent_secs`).
+const MAX_LINKED: usize = 1000;
+
 pub struct Correlator {
     pub store: Arc<dyn Store>,
     /// Read once per batch: a reload takes effect between two batches.
@@ -309,18 +312,43 @@ impl Correlator {
                 pid
             }
         };
-        let linked = p
-            .problems
-            .get_mut(&problem_id)
-            .and_then(|pr| pr.link(id, now));
-        if let Some(change) = linked {
+        // The key's earlier incidents the rule asks for, oldest first, then this one.
+        let mut to_link = vec![id];
+        if spec.link_recent_secs > 0 {
+            let since = now
+                .checked_sub(jiff::SignedDuration::from_secs(
+                    i64::try_from(spec.link_recent_secs).unwrap_or(i64::MAX),
+                ))
+                .unwrap_or(Timestamp::MIN);
+            let mut next = incident.previous;
+            while let Some(prev) = next {
+                let Some(inc) = p.peek_incident(prev)? else {
+                    break;
+                };
+                if inc.opened_at < since || to_link.len() > MAX_LINKED {
+                    break;
+                }
+                if inc.problem.is_none() {
+                    to_link.push(prev);
+                }
+                next = inc.previous;
+            }
+        }
+        for incident_id in to_link.into_iter().rev() {
+            let linked = p
+                .problems
+                .get_mut(&problem_id)
+                .and_then(|pr| pr.link(incident_id, now));
+            if let Some(change) = linked {
+                p.audit(now, &actor, change);
+            }
+            let inc = p.incident_mut(incident_id)?;
+            inc.problem = Some(problem_id);
+            inc.updated_at = now;
+            let change = Change::new(incident_id.to_string(), "problem_linked")
+                .detail(problem_id.to_string());
             p.audit(now, &actor, change);
         }
-        let inc = p.incident_mut(id)?;
-        inc.problem = Some(problem_id);
-        inc.updated_at = now;
-        let change = Change::new(id.to_string(), "problem_linked").detail(problem_id.to_string());
-        p.audit(now, &actor, change);
         Ok(())
     }
 

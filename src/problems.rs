@@ -82,6 +82,9 @@ impl ProblemStatus {
 pub struct ProblemSpec {
     pub key: String,
     pub title: String,
+    /// Also link the incident key's earlier incidents opened this many seconds back
+    /// (and not linked to a problem yet): the recurrence that made the problem.
+    pub link_recent_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +164,7 @@ mod tests {
         let spec = ProblemSpec {
             key: "Lag/db".into(),
             title: "Recurring: Lag".into(),
+            link_recent_secs: 0,
         };
         let (mut p, change) = Problem::open(ProblemId(1), &spec, "60-recurrence.rhai", t(0));
         assert_eq!(change.record, "PRB-1");

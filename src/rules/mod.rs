@@ -729,7 +729,7 @@ fn incident_map(i: &Incident) -> Map {
 
 /// Turns the map a rule passed to `problem(...)` into a spec; `key` is required.
 fn problem_from_map(map: &Map, incident: &Incident) -> Result<ProblemSpec, String> {
-    const FIELDS: [&str; 2] = ["key", "title"];
+    const FIELDS: [&str; 3] = ["key", "title", "link_recent_secs"];
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!(
             "unknown problem field {unknown:?}, expected one of {}",
@@ -740,9 +740,23 @@ fn problem_from_map(map: &Map, incident: &Incident) -> Result<ProblemSpec, Strin
     let key = field("key")?
         .filter(|k| !k.trim().is_empty())
         .ok_or("problem(#{...}) needs a non-empty key")?;
+    let link_recent_secs = match map.get("link_recent_secs") {
+        None => 0,
+        Some(v) => v
+            .as_int()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| {
+                format!(
+                    "problem field link_recent_secs must be a number of seconds, got {}",
+                    v.type_name()
+                )
+            })?,
+    };
     Ok(ProblemSpec {
         key,
         title: field("title")?.unwrap_or_else(|| incident.title.clone()),
+        link_recent_secs,
     })
 }
 

@@ -584,17 +584,24 @@ fn on_incident_reads_the_incident_and_history_and_may_open_a_problem() {
             "fn on_incident(i, h) { problem(#{ title: \"t\" }) }",
         ),
         (
+            "35-badlink.rhai",
+            "fn on_incident(i, h) { problem(#{ key: \"k\", link_recent_secs: -1 }) }",
+        ),
+        (
             "40-ok.rhai",
-            "fn on_incident(i, h) { problem(#{ key: \"k\" }) }",
+            "fn on_incident(i, h) { problem(#{ key: \"k\", link_recent_secs: 60 }) }",
         ),
     ]);
-    assert_eq!(d.unwrap().1.title, "Replication lag");
+    let spec = d.unwrap().1;
+    assert_eq!(spec.title, "Replication lag");
+    assert_eq!(spec.link_recent_secs, 60);
     assert_eq!(
         f,
         [
             ("10-throws.rhai".to_string(), "runtime"),
             ("20-wrong.rhai".to_string(), "malformed"),
             ("30-nokey.rhai".to_string(), "malformed"),
+            ("35-badlink.rhai".to_string(), "malformed"),
         ]
     );
 
