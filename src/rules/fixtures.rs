@@ -52,7 +52,11 @@ struct FixtureFile {
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
-    alert: FixtureAlert,
+    /// One alert, in the fixture's short form…
+    alert: Option<FixtureAlert>,
+    /// …or an Alertmanager webhook payload (version 4), every alert of which must get
+    /// the expected decision.
+    payload: Option<serde_json::Value>,
     expect: ExpectDecision,
 }
 
@@ -168,14 +172,14 @@ pub fn run(dir: &Path, env: &RuleEnv, policy: Policy) -> Result<Report, String> 
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&tests) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "json"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(format!("{}: {e}", tests.display())),
     };
     files.sort();
     if files.is_empty() {
-        return Err(format!("{}: no *.toml fixtures", tests.display()));
+        return Err(format!("{}: no *.toml or *.json fixtures", tests.display()));
     }
     let base: Timestamp = BASE.parse().expect("the base time parses");
     let mut report = Report::default();
@@ -186,8 +190,39 @@ pub fn run(dir: &Path, env: &RuleEnv, policy: Policy) -> Result<Report, String> 
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         for case in &fixture.case {
-            let alert = case.alert.to_alert(base);
-            let diffs = check_case(&rules, &alert, &case.expect);
+            let alerts = match (&case.alert, &case.payload) {
+                (Some(a), None) => vec![a.to_alert(base)],
+                (None, Some(payload)) => {
+                    let bytes = serde_json::to_vec(payload).expect("JSON serializes");
+                    crate::sources::alertmanager::parse(&bytes, base)
+                        .map(|(_, alerts)| alerts)
+                        .map_err(|e| {
+                            format!(
+                                "{}: case {:?}: payload: {}: {}",
+                                file.display(),
+                                case.name,
+                                e.field,
+                                e.message
+                            )
+                        })?
+                }
+                _ => {
+                    return Err(format!(
+                        "{}: case {:?}: give either alert or payload",
+                        file.display(),
+                        case.name
+                    ))
+                }
+            };
+            let mut diffs = Vec::new();
+            for (i, alert) in alerts.iter().enumerate() {
+                let found = check_case(&rules, alert, &case.expect);
+                if alerts.len() == 1 {
+                    diffs.extend(found);
+                } else {
+                    diffs.extend(found.into_iter().map(|d| format!("alert {}: {d}", i + 1)));
+                }
+            }
             record(&mut report, &name, &case.name, diffs);
         }
         for seq in &fixture.sequence {
@@ -218,6 +253,10 @@ fn record(report: &mut Report, file: &str, name: &str, diffs: Vec<String>) {
 
 fn read(file: &Path) -> Result<FixtureFile, String> {
     let src = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if file.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(&src)
+            .map_err(|e| format!("{}:{}:{}: {e}", file.display(), e.line(), e.column()));
+    }
     toml::from_str(&src).map_err(|e| {
         let place = e
             .span()

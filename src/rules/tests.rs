@@ -451,8 +451,23 @@ incidents = [ { key = "k/A", alerts_total = 1 }, { key = "k/C" } ]
 "#,
     )
     .unwrap();
+    std::fs::write(
+        tmp.path().join("tests/p.json"),
+        r#"{"case": [{"name": "a payload", "expect": {"decision": "incident", "key": "k/A"},
+            "payload": {"version": "4", "status": "firing", "alerts": [
+              {"status": "firing", "labels": {"alertname": "A"}, "startsAt": "2026-01-01T00:00:00Z"},
+              {"status": "firing", "labels": {"alertname": "B"}, "startsAt": "2026-01-01T00:00:00Z"}]}}]}"#,
+    )
+    .unwrap();
     let report = fixtures::run(tmp.path(), &RuleEnv::default(), default_policy()).unwrap();
-    assert_eq!((report.passed, report.failed), (1, 3), "{}", report.text);
+    assert_eq!((report.passed, report.failed), (1, 4), "{}", report.text);
+    assert!(
+        report.text.contains(
+            "FAIL  p.json: a payload\n      alert 2: key: expected \"k/A\", got \"k/B\"\n"
+        ),
+        "{}",
+        report.text
+    );
     for expected in [
         "FAIL  k.toml: wrong key and impact\n      key: expected \"k/B\", got \"k/A\"\n      impact: expected \"high\", got \"low\"\n",
         "FAIL  k.toml: wrong decision\n      decision: expected \"drop\", got \"incident\"\n",
