@@ -226,9 +226,17 @@ impl Daemon {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let router = http::router(self.state.clone());
+        for (name, missing) in self.heartbeats.states() {
+            self.state
+                .metrics
+                .heartbeats_missing
+                .with_label_values(&[&name])
+                .set(i64::from(missing));
+        }
         let beating = (!self.heartbeats.is_empty() || self.flap_detection).then(|| {
             tokio::spawn(timers(
                 self.heartbeats.clone(),
+                self.state.metrics.clone(),
                 self.flap_detection,
                 self.state.queue.clone(),
                 shutdown.clone(),
@@ -273,6 +281,7 @@ const SETTLE_TICK_SECS: u64 = 5;
 /// submission so that correlation settles flapping incidents.
 async fn timers(
     heartbeats: Arc<Heartbeats>,
+    metrics: Arc<Metrics>,
     flap_detection: bool,
     queue: correlation::Queue,
     shutdown: CancellationToken,
@@ -309,7 +318,15 @@ async fn timers(
         }
         let alerts = due.iter().map(|d| d.alert.clone()).collect();
         match queue.submit(alerts).await {
-            Ok(()) => heartbeats.settle(&due),
+            Ok(()) => {
+                heartbeats.settle(&due);
+                for (name, missing) in heartbeats.states() {
+                    metrics
+                        .heartbeats_missing
+                        .with_label_values(&[&name])
+                        .set(i64::from(missing));
+                }
+            }
             Err(e) => tracing::error!(error = %e.0, "heartbeat alert not stored; retrying"),
         }
     }

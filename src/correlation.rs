@@ -125,6 +125,7 @@ impl Correlator {
                 BTreeSet::new()
             }
         };
+        self.metrics.incidents_flapping.set(flapping.len() as i64);
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.alerts.len();
             let mut subs = vec![first];
@@ -162,6 +163,7 @@ impl Correlator {
                             flapping.remove(id);
                         }
                     }
+                    self.metrics.incidents_flapping.set(flapping.len() as i64);
                     let view = Arc::new(view);
                     let ticket = view.ticket;
                     inflight.push_back(view);

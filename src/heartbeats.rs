@@ -67,6 +67,16 @@ impl Heartbeats {
         self.specs.is_empty()
     }
 
+    /// Each heartbeat's name and whether it is missing now.
+    pub fn states(&self) -> Vec<(String, bool)> {
+        let beats = self.beats();
+        self.specs
+            .iter()
+            .zip(beats.iter())
+            .map(|(s, b)| (s.name.clone(), b.missing_since.is_some()))
+            .collect()
+    }
+
     fn beats(&self) -> std::sync::MutexGuard<'_, Vec<Beat>> {
         self.beats.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub commit_duration: prometheus::Histogram,
     pub store_errors: IntCounter,
     pub queue_depth: IntGauge,
+    pub incidents_flapping: IntGauge,
+    pub heartbeats_missing: prometheus::IntGaugeVec,
     store_incidents: IntGauge,
     store_pending_records: IntGauge,
     store_log_bytes: IntGauge,
@@ -122,6 +124,21 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
+        let incidents_flapping = gauge(
+            "triaged_incidents_flapping",
+            "Open incidents flapping now (an attached alert changes status too often)",
+        );
+        let heartbeats_missing = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "triaged_heartbeat_missing",
+                "1 while a configured heartbeat ([[heartbeats]]) has not been seen for its interval",
+            ),
+            &["heartbeat"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(heartbeats_missing.clone()))
+            .expect("unique metric");
         let store_last_checkpoint = prometheus::Gauge::new(
             "triaged_store_last_checkpoint_duration_seconds",
             "Duration of the last checkpoint of the write-ahead log into the database",
@@ -202,6 +219,8 @@ impl Metrics {
             ),
             store_errors: counter("triaged_store_errors_total", "Failed store commits"),
             queue_depth,
+            incidents_flapping,
+            heartbeats_missing,
             registry,
         }
     }

@@ -58,6 +58,7 @@ async fn a_flapping_incident_stays_open_and_settles_by_itself_also_after_a_resta
         actions(&inc).contains(&"flapping_started".to_string()),
         "{inc}"
     );
+    assert!(d.metrics().await.contains("triaged_incidents_flapping 1"));
     d.stop().await;
 
     // The restarted daemon knows it flaps and settles it once quiet for 2 s.
@@ -75,5 +76,6 @@ async fn a_flapping_incident_stays_open_and_settles_by_itself_also_after_a_resta
         .position(|a| a == "flapping_ended")
         .expect("flapping_ended");
     assert_eq!(acts[ended + 1], "resolved", "{acts:?}");
+    assert!(d.metrics().await.contains("triaged_incidents_flapping 0"));
     d.stop().await;
 }

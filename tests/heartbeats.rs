@@ -57,7 +57,18 @@ async fn a_silent_heartbeat_opens_an_incident_that_resolves_when_it_beats_again(
         "{alerts}"
     );
 
+    assert!(
+        d.metrics()
+            .await
+            .contains("triaged_heartbeat_missing{heartbeat=\"am-eu\"} 0"),
+        "{}",
+        d.metrics().await
+    );
     let opened = wait_status(&d, "the missing heartbeat's incident", "new").await;
+    assert!(d
+        .metrics()
+        .await
+        .contains("triaged_heartbeat_missing{heartbeat=\"am-eu\"} 1"));
     assert_eq!(opened["priority"], "P1", "{opened}");
     assert_eq!(opened["service"], "am-eu");
     assert!(
@@ -77,6 +88,10 @@ async fn a_silent_heartbeat_opens_an_incident_that_resolves_when_it_beats_again(
     beat(&d).await;
     let resolved = wait_status(&d, "the incident to resolve", "resolved").await;
     assert_eq!(resolved["id"], id.as_str());
+    assert!(d
+        .metrics()
+        .await
+        .contains("triaged_heartbeat_missing{heartbeat=\"am-eu\"} 0"));
     assert_eq!(
         resolved["resolution"]["code"], "alerts_cleared",
         "{resolved}"

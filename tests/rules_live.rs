@@ -77,16 +77,9 @@ async fn key_for(d: &Daemon, alertname: &str) -> String {
 }
 
 async fn metric(d: &Daemon, line_start: &str) -> f64 {
-    let text = d
-        .client
-        .get(d.url("/metrics"))
-        .send()
+    d.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find(|l| l.starts_with(line_start))
         .and_then(|l| l.rsplit(' ').next())
         .map(|v| v.parse().unwrap())

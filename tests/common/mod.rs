@@ -79,6 +79,18 @@ impl Daemon {
         status_json(resp).await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self.client.get(self.url(path)).send().await.unwrap();
         status_json(resp).await
