@@ -188,6 +188,7 @@ impl Daemon {
             metrics,
             tokens: tokens.clone(),
             rules: rules.clone(),
+            changes_lock: Arc::default(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });

@@ -622,6 +622,17 @@ struct Pending<'a> {
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
 /// reading the batch, the batches in flight and the store without changing anything.
 impl History for Pending<'_> {
+    fn changes_for_service(
+        &self,
+        service: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<u64, String> {
+        self.store
+            .changes_for_service(service, since, until)
+            .map_err(|e| e.to_string())
+    }
+
     fn incidents_for_key(&self, key: &str, since: Timestamp) -> Result<u64, String> {
         /// A bound on the walk (a key with more incidents in the window counts this).
         const MAX_WALK: u64 = 10_000;
@@ -878,6 +889,8 @@ impl<'a> Pending<'a> {
             problem_counter: (self.next_problem != self.problem_counter_start)
                 .then_some((self.problem_counter_start, self.next_problem)),
             problem_keys: self.problem_keys.into_iter().collect(),
+            // Changes are written by `POST /api/v1/changes`, not by correlation.
+            ..Batch::default()
         };
         (batch, view)
     }

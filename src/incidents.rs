@@ -5,7 +5,6 @@
 //! and every state change is reported as an audit [`Change`] for the store to write
 //! in the same atomic commit as the record.
 
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::{SignedDuration, Timestamp};
@@ -13,40 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Change;
 
-/// `INC-<n>`; the number comes from a persistent counter and is never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct IncidentId(pub u64);
-
-impl fmt::Display for IncidentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "INC-{}", self.0)
-    }
-}
-
-impl FromStr for IncidentId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.strip_prefix("INC-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .map(IncidentId)
-            .ok_or_else(|| format!("expected an incident id like INC-1, got {s:?}"))
-    }
-}
-
-impl From<IncidentId> for String {
-    fn from(id: IncidentId) -> String {
-        id.to_string()
-    }
-}
-
-impl TryFrom<String> for IncidentId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
+crate::ids::record_id!(
+    /// `INC-<n>`.
+    IncidentId,
+    "INC",
+    "an incident id"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

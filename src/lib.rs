@@ -4,10 +4,12 @@
 pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod changes;
 pub mod config;
 pub mod correlation;
 pub mod heartbeats;
 pub mod http;
+mod ids;
 pub mod incidents;
 pub mod problems;
 pub mod rules;

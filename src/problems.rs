@@ -7,49 +7,18 @@
 //! [`Change`]. The lifecycle beyond `open` (known error, workaround, resolve, close by
 //! hand) belongs to the operator API.
 
-use std::fmt;
-use std::str::FromStr;
-
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Change;
 use crate::incidents::IncidentId;
 
-/// `PRB-<n>`; the number comes from a persistent counter and is never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct ProblemId(pub u64);
-
-impl fmt::Display for ProblemId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PRB-{}", self.0)
-    }
-}
-
-impl FromStr for ProblemId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.strip_prefix("PRB-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .filter(|n| *n > 0)
-            .map(ProblemId)
-            .ok_or_else(|| format!("expected a problem id like PRB-1, got {s:?}"))
-    }
-}
-
-impl From<ProblemId> for String {
-    fn from(id: ProblemId) -> String {
-        id.to_string()
-    }
-}
-
-impl TryFrom<String> for ProblemId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
+crate::ids::record_id!(
+    /// `PRB-<n>`.
+    ProblemId,
+    "PRB",
+    "a problem id"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,6 +6,7 @@
 //! blocking pool, writes through the correlation queue.
 
 mod auth;
+mod changes;
 mod error;
 mod records;
 mod webhooks;
@@ -39,6 +40,8 @@ pub struct Shared {
     /// Replaced when SIGHUP reloads the config.
     pub tokens: Arc<std::sync::RwLock<Vec<Token>>>,
     pub rules: Arc<RuleSet>,
+    /// `POST /api/v1/changes` writes one change at a time (idempotency by external id).
+    pub changes_lock: Arc<std::sync::Mutex<()>>,
     pub max_body_bytes: usize,
     /// False until the daemon is fully started and again while it drains.
     pub ready: AtomicBool,
@@ -88,6 +91,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
         .route("/api/v1/rules", get(rules_status))
+        .route(
+            "/api/v1/changes",
+            get(changes::list_changes).post(changes::post_change),
+        )
+        .route("/api/v1/changes/{id}", get(changes::get_change))
         .route("/api/v1/problems", get(records::list_problems))
         .route("/api/v1/problems/{id}", get(records::get_problem))
         .route("/healthz", get(healthz))

@@ -12,20 +12,14 @@ use super::{ApiError, AppState, Need};
 use crate::alerts::Source;
 use crate::sources::{alertmanager, PayloadError};
 
-/// Reads a JSON body: 415 unless the content type is JSON, 413 over the limit.
-async fn json_body(
+/// Reads a JSON body: 415 unless the content type is JSON, 413 over the limit;
+/// `reject` is told why a body was refused (for metrics).
+pub(super) async fn json_body(
     state: &AppState,
-    source: Source,
     headers: &HeaderMap,
     body: Body,
+    reject: impl Fn(&'static str),
 ) -> Result<Bytes, ApiError> {
-    let reject = |reason: &'static str| {
-        state
-            .metrics
-            .alerts_rejected
-            .with_label_values(&[source.as_str(), reason])
-            .inc();
-    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -90,7 +84,14 @@ pub async fn alertmanager(
             .inc();
         return Err(e);
     }
-    let bytes = json_body(&state, source, &headers, body).await?;
+    let bytes = json_body(&state, &headers, body, |reason| {
+        state
+            .metrics
+            .alerts_rejected
+            .with_label_values(&[source.as_str(), reason])
+            .inc();
+    })
+    .await?;
     let (payload, alerts) = alertmanager::parse(&bytes, Timestamp::now())
         .map_err(|e| payload_error(&state, source, e))?;
     if payload.truncated_alerts > 0 {

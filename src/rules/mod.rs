@@ -36,6 +36,13 @@ thread_local! {
 pub trait History {
     /// How many incidents with correlation key `key` opened at or after `since`.
     fn incidents_for_key(&self, key: &str, since: jiff::Timestamp) -> Result<u64, String>;
+    /// How many changes on `service` have a window overlapping `since..=until`.
+    fn changes_for_service(
+        &self,
+        service: &str,
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<u64, String>;
 }
 
 /// No history (`triaged rules eval`, fixture cases): every count is 0.
@@ -43,6 +50,14 @@ pub struct NoHistory;
 
 impl History for NoHistory {
     fn incidents_for_key(&self, _: &str, _: jiff::Timestamp) -> Result<u64, String> {
+        Ok(0)
+    }
+    fn changes_for_service(
+        &self,
+        _: &str,
+        _: jiff::Timestamp,
+        _: jiff::Timestamp,
+    ) -> Result<u64, String> {
         Ok(0)
     }
 }
@@ -72,17 +87,22 @@ fn with_history<R>(history: &dyn History, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `incidents_for_key` as rules call it: `window_secs` back from the alert's time.
-fn history_count(key: &str, window_secs: i64) -> Result<i64, Box<rhai::EvalAltResult>> {
+/// Asks the decision's history (0 without one) about the `window_secs` before the
+/// alert's time: `ask(history, since, now)`.
+fn ask_history(
+    function: &str,
+    window_secs: i64,
+    ask: impl FnOnce(&dyn History, jiff::Timestamp, jiff::Timestamp) -> Result<u64, String>,
+) -> Result<i64, Box<rhai::EvalAltResult>> {
     if window_secs < 0 {
-        return Err(format!(
-            "incidents_for_key: window_secs must not be negative, got {window_secs}"
-        )
-        .into());
+        return Err(
+            format!("{function}: window_secs must not be negative, got {window_secs}").into(),
+        );
     }
     let now = CALL_NOW
         .get()
         .unwrap_or_else(|| jiff::Timestamp::now().as_second());
+    let until = jiff::Timestamp::from_second(now).unwrap_or(jiff::Timestamp::MAX);
     let since = jiff::Timestamp::from_second(now.saturating_sub(window_secs))
         .unwrap_or(jiff::Timestamp::MIN);
     let Some(ptr) = HISTORY.get() else {
@@ -91,10 +111,24 @@ fn history_count(key: &str, window_secs: i64) -> Result<i64, Box<rhai::EvalAltRe
     // SAFETY: set by `with_history` for the duration of the decision running on this
     // thread, during which the referent is borrowed (see there).
     let history = unsafe { &*ptr };
-    history
-        .incidents_for_key(key, since)
+    ask(history, since, until)
         .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
-        .map_err(|e| format!("incidents_for_key: {e}").into())
+        .map_err(|e| format!("{function}: {e}").into())
+}
+
+/// `incidents_for_key(key, window_secs)`.
+fn history_count(key: &str, window_secs: i64) -> Result<i64, Box<rhai::EvalAltResult>> {
+    ask_history("incidents_for_key", window_secs, |h, since, _| {
+        h.incidents_for_key(key, since)
+    })
+}
+
+/// `changes_for_service(service, window_secs)`: changes whose window overlaps the
+/// last `window_secs` (one still running counts).
+fn change_count(service: &str, window_secs: i64) -> Result<i64, Box<rhai::EvalAltResult>> {
+    ask_history("changes_for_service", window_secs, |h, since, until| {
+        h.changes_for_service(service, since, until)
+    })
 }
 
 /// The name the built-in decision is recorded under.
@@ -251,6 +285,7 @@ fn register_host_functions(engine: &mut Engine, env: &RuleEnv) {
             .unwrap_or_else(|| jiff::Timestamp::now().as_second())
     });
     engine.register_fn("incidents_for_key", history_count);
+    engine.register_fn("changes_for_service", change_count);
     engine.register_fn(
         "parse_time",
         |text: &str| -> Result<i64, Box<EvalAltResult>> {

@@ -19,6 +19,7 @@ use jiff::Timestamp;
 
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, Change};
+use crate::changes::{ChangeId, ChangeRecord};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId, IncidentStatus};
 use crate::problems::{Problem, ProblemId};
@@ -73,6 +74,12 @@ pub struct Batch {
     pub problem_counter: Option<(u64, u64)>,
     /// Problem key → latest problem for it.
     pub problem_keys: Vec<(String, ProblemId)>,
+    /// Changes to insert or replace (by id).
+    pub changes: Vec<ChangeRecord>,
+    /// Like `incident_counter`, for change ids.
+    pub change_counter: Option<(u64, u64)>,
+    /// A change's external id → the change.
+    pub change_refs: Vec<(String, ChangeId)>,
 }
 
 impl Batch {
@@ -85,6 +92,8 @@ impl Batch {
             && self.audit.is_empty()
             && self.problems.is_empty()
             && self.problem_keys.is_empty()
+            && self.changes.is_empty()
+            && self.change_refs.is_empty()
     }
 }
 
@@ -160,6 +169,20 @@ pub trait Store: Send + Sync + 'static {
     fn list_problems(&self, limit: usize) -> Result<Vec<Problem>, StoreError>;
     /// The number the next problem gets.
     fn next_problem_number(&self) -> Result<u64, StoreError>;
+    fn change(&self, id: ChangeId) -> Result<Option<ChangeRecord>, StoreError>;
+    /// The change recorded with this external id.
+    fn change_by_external(&self, external_id: &str) -> Result<Option<ChangeRecord>, StoreError>;
+    /// Changes newest first.
+    fn list_changes(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError>;
+    /// How many changes on `service` have a window overlapping `since..=until`.
+    fn changes_for_service(
+        &self,
+        service: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// The number the next change gets.
+    fn next_change_number(&self) -> Result<u64, StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A

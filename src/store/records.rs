@@ -13,6 +13,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Source};
 use crate::audit::{AuditEntry, Change};
+use crate::changes::{ChangeId, ChangeRecord, ChangeStatus};
 use crate::incidents::{Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
 use crate::problems::{Problem, ProblemId, ProblemStatus};
 
@@ -331,6 +332,59 @@ impl From<ProblemV1> for Problem {
     }
 }
 
+/// A change (`changes` tree).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeV1 {
+    pub id: u64,
+    pub external_id: Option<String>,
+    pub service: String,
+    pub summary: String,
+    pub status: ChangeStatus,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub window_start: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub window_end: Timestamp,
+    pub recorded_by: String,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub recorded_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&ChangeRecord> for ChangeV1 {
+    fn from(c: &ChangeRecord) -> Self {
+        ChangeV1 {
+            id: c.id.0,
+            external_id: c.external_id.clone(),
+            service: c.service.clone(),
+            summary: c.summary.clone(),
+            status: c.status,
+            window_start: c.window_start,
+            window_end: c.window_end,
+            recorded_by: c.recorded_by.clone(),
+            recorded_at: c.recorded_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+impl From<ChangeV1> for ChangeRecord {
+    fn from(c: ChangeV1) -> Self {
+        ChangeRecord {
+            id: ChangeId(c.id),
+            external_id: c.external_id,
+            service: c.service,
+            summary: c.summary,
+            status: c.status,
+            window_start: c.window_start,
+            window_end: c.window_end,
+            recorded_by: c.recorded_by,
+            recorded_at: c.recorded_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AuditEntryV1 {
     pub seq: u64,
@@ -398,6 +452,9 @@ pub struct WalBatchV1 {
     pub problems: Vec<ProblemV1>,
     pub problem_keys: Vec<(String, u64)>,
     pub next_problem: u64,
+    pub changes: Vec<ChangeV1>,
+    pub change_refs: Vec<(String, u64)>,
+    pub next_change: u64,
 }
 
 #[cfg(test)]

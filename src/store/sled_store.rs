@@ -37,21 +37,24 @@ use sled::Tree;
 
 use super::hot::HotStates;
 use super::records::{
-    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, IncidentV1, ProblemV1, WalBatchV1,
+    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, IncidentV1, ProblemV1,
+    WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
+use crate::changes::{ChangeId, ChangeRecord};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 use crate::problems::{Problem, ProblemId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 6;
+const SCHEMA_VERSION: u64 = 7;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const NEXT_PROBLEM: &[u8] = b"next_problem";
+const NEXT_CHANGE: &[u8] = b"next_change";
 const AUDIT_HEAD: &[u8] = b"audit_head";
 /// A log segment this large starts a checkpoint early (bounds replay time when the
 /// same alerts repeat, which does not grow the overlay).
@@ -169,6 +172,61 @@ fn link_key(id: IncidentId, checkpoint: u64) -> Vec<u8> {
     k
 }
 
+/// A timestamp as 8 sortable bytes: nanoseconds since the epoch, offset so that
+/// earlier times sort first (saturating outside ±292 years).
+fn ns_key(t: jiff::Timestamp) -> [u8; 8] {
+    let ns = i64::try_from(t.as_nanosecond()).unwrap_or(if t.as_second() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    ((ns as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn change_index_key(c: &ChangeRecord) -> Vec<u8> {
+    let mut k = c.service.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&ns_key(c.window_end));
+    k.extend_from_slice(&c.id.0.to_be_bytes());
+    k
+}
+
+/// Records newest first (by id, descending), `limit` at most: the overlays' versions
+/// (`overlay`, by id) over a sled tree keyed by big-endian ids.
+fn newest_first<T>(
+    tree: &Tree,
+    overlay: BTreeMap<u64, T>,
+    limit: usize,
+    decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut from_sled = tree.iter().rev().peekable();
+    let mut from_overlay = overlay.into_iter().rev().peekable();
+    while out.len() < limit {
+        let sled_id = match from_sled.peek() {
+            Some(Ok((k, _))) => Some(u64_of("records", k, k)?),
+            Some(Err(_)) => return Err(io(from_sled.next().expect("peeked").unwrap_err())),
+            None => None,
+        };
+        let overlay_id = from_overlay.peek().map(|(id, _)| *id);
+        match (sled_id, overlay_id) {
+            (None, None) => break,
+            (Some(s), Some(o)) if o >= s => {
+                if o == s {
+                    from_sled.next();
+                }
+                out.push(from_overlay.next().expect("peeked").1);
+            }
+            (None, Some(_)) => out.push(from_overlay.next().expect("peeked").1),
+            (Some(_), _) => {
+                let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
+                out.push(decode(&k, &v)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What one commit changed, in memory form: the unit of the log and of the overlay.
 struct Applied {
     /// Encoded `AlertV1` records by fingerprint: encoded once, kept so in memory (a
@@ -183,6 +241,9 @@ struct Applied {
     problems: Vec<Problem>,
     problem_keys: Vec<(String, ProblemId)>,
     next_problem: u64,
+    changes: Vec<ChangeRecord>,
+    change_refs: Vec<(String, ChangeId)>,
+    next_change: u64,
 }
 
 /// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
@@ -231,6 +292,13 @@ impl Applied {
                 .map(|(k, id)| (k.clone(), id.0))
                 .collect(),
             next_problem: self.next_problem,
+            changes: self.changes.iter().map(ChangeV1::from).collect(),
+            change_refs: self
+                .change_refs
+                .iter()
+                .map(|(k, id)| (k.clone(), id.0))
+                .collect(),
+            next_change: self.next_change,
         }
     }
 
@@ -268,6 +336,13 @@ impl Applied {
                 .map(|(k, id)| (k, ProblemId(id)))
                 .collect(),
             next_problem: w.next_problem,
+            changes: w.changes.into_iter().map(Into::into).collect(),
+            change_refs: w
+                .change_refs
+                .into_iter()
+                .map(|(k, id)| (k, ChangeId(id)))
+                .collect(),
+            next_change: w.next_change,
         })
     }
 }
@@ -284,6 +359,8 @@ struct Overlay {
     audit: BTreeMap<u64, EncodedEntry>,
     problems: BTreeMap<ProblemId, Problem>,
     problem_keys: HashMap<String, ProblemId>,
+    changes: BTreeMap<ChangeId, ChangeRecord>,
+    change_refs: HashMap<String, ChangeId>,
 }
 
 impl Overlay {
@@ -296,6 +373,8 @@ impl Overlay {
             + self.audit.len()
             + self.problems.len()
             + self.problem_keys.len()
+            + self.changes.len()
+            + self.change_refs.len()
     }
 
     fn apply(&mut self, a: Applied) {
@@ -313,6 +392,10 @@ impl Overlay {
             self.problems.insert(p.id, p);
         }
         self.problem_keys.extend(a.problem_keys);
+        for c in a.changes {
+            self.changes.insert(c.id, c);
+        }
+        self.change_refs.extend(a.change_refs);
     }
 
     /// `newer` laid over `self`.
@@ -325,6 +408,8 @@ impl Overlay {
         self.audit.extend(newer.audit);
         self.problems.extend(newer.problems);
         self.problem_keys.extend(newer.problem_keys);
+        self.changes.extend(newer.changes);
+        self.change_refs.extend(newer.change_refs);
     }
 }
 
@@ -348,6 +433,7 @@ struct State {
     /// Every problem key with its latest problem (few).
     problem_keys: HashMap<String, ProblemId>,
     next_problem: u64,
+    next_change: u64,
     audit_seq: u64,
     audit_hash: String,
 }
@@ -375,6 +461,7 @@ impl State {
         self.problem_keys
             .extend(applied.problem_keys.iter().cloned());
         self.next_problem = self.next_problem.max(applied.next_problem);
+        self.next_change = self.next_change.max(applied.next_change);
         if let Some(last) = applied.audit.last() {
             if last.seq > self.audit_seq {
                 self.audit_seq = last.seq;
@@ -404,6 +491,11 @@ struct Trees {
     flapping: Tree,
     problems: Tree,
     problem_keys: Tree,
+    changes: Tree,
+    /// External id → change id.
+    change_refs: Tree,
+    /// service ++ 0 ++ window end (ns, big-endian) ++ change id → nothing.
+    change_index: Tree,
     meta: Tree,
 }
 
@@ -412,6 +504,7 @@ struct Log {
     wal: Wal,
     next_incident: u64,
     next_problem: u64,
+    next_change: u64,
     audit_seq: u64,
     audit_hash: String,
     /// The last ticket handed out.
@@ -501,6 +594,9 @@ impl SledStore {
             flapping: tree("flapping")?,
             problems: tree("problems")?,
             problem_keys: tree("problem_keys")?,
+            changes: tree("changes")?,
+            change_refs: tree("change_refs")?,
+            change_index: tree("change_index")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -531,6 +627,10 @@ impl SledStore {
             None => 1,
             Some(v) => u64_of("meta", NEXT_PROBLEM, &v)?,
         };
+        let next_change = match t.meta.get(NEXT_CHANGE).map_err(io)? {
+            None => 1,
+            Some(v) => u64_of("meta", NEXT_CHANGE, &v)?,
+        };
         let checkpoint_seq = match t.meta.get(CHECKPOINT_SEQ).map_err(io)? {
             None => 1,
             Some(v) => u64_of("meta", CHECKPOINT_SEQ, &v)?,
@@ -554,6 +654,7 @@ impl SledStore {
             next_incident,
             problem_keys: HashMap::new(),
             next_problem,
+            next_change,
             audit_seq,
             audit_hash,
         };
@@ -605,6 +706,7 @@ impl SledStore {
                 wal,
                 next_incident: state.next_incident,
                 next_problem: state.next_problem,
+                next_change: state.next_change,
                 audit_seq: state.audit_seq,
                 audit_hash: state.audit_hash.clone(),
                 ticket: 0,
@@ -807,7 +909,7 @@ impl Inner {
             (
                 frozen,
                 kept,
-                (st.next_incident, st.next_problem),
+                (st.next_incident, st.next_problem, st.next_change),
                 st.audit_seq,
                 st.audit_hash.clone(),
             )
@@ -867,7 +969,7 @@ impl Inner {
         &self,
         o: &Overlay,
         checkpoint: u64,
-        (next_incident, next_problem): (u64, u64),
+        (next_incident, next_problem, next_change): (u64, u64, u64),
         audit_seq: u64,
         audit_hash: &str,
     ) -> Result<(), StoreError> {
@@ -904,6 +1006,31 @@ impl Inner {
             o.problems
                 .iter()
                 .map(|(id, p)| (id.0.to_be_bytes().to_vec(), encode(&ProblemV1::from(p))))
+                .collect(),
+        )?;
+        // Changes: the index entry of a change's previous version goes first.
+        let mut index = sled::Batch::default();
+        for (id, c) in &o.changes {
+            let key = id.0.to_be_bytes();
+            if let Some(old) = t.changes.get(key).map_err(io)? {
+                let old: ChangeRecord = decoded::<ChangeV1, _>("changes", &key, &old)?;
+                index.remove(change_index_key(&old));
+            }
+            index.insert(change_index_key(c), &[]);
+        }
+        put_sorted(
+            &t.changes,
+            o.changes
+                .iter()
+                .map(|(id, c)| (id.0.to_be_bytes().to_vec(), encode(&ChangeV1::from(c))))
+                .collect(),
+        )?;
+        t.change_index.apply_batch(index).map_err(io)?;
+        put_sorted(
+            &t.change_refs,
+            o.change_refs
+                .iter()
+                .map(|(k, id)| (k.as_bytes().to_vec(), id.0.to_be_bytes()))
                 .collect(),
         )?;
         put_sorted(
@@ -954,6 +1081,7 @@ impl Inner {
         let mut b = sled::Batch::default();
         b.insert(NEXT_INCIDENT, &next_incident.to_be_bytes());
         b.insert(NEXT_PROBLEM, &next_problem.to_be_bytes());
+        b.insert(NEXT_CHANGE, &next_change.to_be_bytes());
         b.insert(AUDIT_HEAD, head);
         b.insert(CHECKPOINT_SEQ, &(checkpoint + 1).to_be_bytes());
         t.meta.apply_batch(b).map_err(io)?;
@@ -1237,43 +1365,97 @@ impl Store for SledStore {
     }
 
     fn list_problems(&self, limit: usize) -> Result<Vec<Problem>, StoreError> {
-        // Newest first: the overlays' versions win over sled's.
-        let mut found: BTreeMap<ProblemId, Problem> = BTreeMap::new();
+        let mut overlay = BTreeMap::new();
         for o in self.inner.state()?.overlays() {
-            found.extend(o.problems.iter().map(|(k, v)| (*k, v.clone())));
+            overlay.extend(o.problems.iter().map(|(k, v)| (k.0, v.clone())));
         }
-        let mut out: Vec<Problem> = Vec::new();
-        let mut from_sled = self.inner.t.problems.iter().rev();
-        let mut overlay = found.into_iter().rev().peekable();
-        let mut next_sled = from_sled.next();
-        while out.len() < limit {
-            let sled_id = match &next_sled {
-                Some(Ok((k, _))) => Some(u64_of("problems", k, k)?),
-                Some(Err(_)) => return Err(io(next_sled.take().expect("some").unwrap_err())),
-                None => None,
-            };
-            let overlay_id = overlay.peek().map(|(id, _)| id.0);
-            match (sled_id, overlay_id) {
-                (None, None) => break,
-                (Some(s), Some(o)) if o >= s => {
-                    if o == s {
-                        next_sled = from_sled.next();
-                    }
-                    out.push(overlay.next().expect("peeked").1);
-                }
-                (None, Some(_)) => out.push(overlay.next().expect("peeked").1),
-                (Some(_), _) => {
-                    let (k, v) = next_sled.take().expect("some").map_err(io)?;
-                    out.push(decoded::<ProblemV1, _>("problems", &k, &v)?);
-                    next_sled = from_sled.next();
-                }
-            }
-        }
-        Ok(out)
+        newest_first(&self.inner.t.problems, overlay, limit, |k, v| {
+            decoded::<ProblemV1, _>("problems", k, v)
+        })
     }
 
     fn next_problem_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.next_problem)
+    }
+
+    fn change(&self, id: ChangeId) -> Result<Option<ChangeRecord>, StoreError> {
+        if let Some(c) = self.inner.state()?.find(|o| o.changes.get(&id)) {
+            return Ok(Some(c));
+        }
+        let key = id.0.to_be_bytes();
+        self.inner
+            .t
+            .changes
+            .get(key)
+            .map_err(io)?
+            .map(|v| decoded::<ChangeV1, _>("changes", &key, &v))
+            .transpose()
+    }
+
+    fn change_by_external(&self, external_id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        let id = self.inner.state()?.find(|o| o.change_refs.get(external_id));
+        let id = match id {
+            Some(id) => id,
+            None => match self
+                .inner
+                .t
+                .change_refs
+                .get(external_id.as_bytes())
+                .map_err(io)?
+            {
+                Some(v) => ChangeId(u64_of("change_refs", external_id.as_bytes(), &v)?),
+                None => return Ok(None),
+            },
+        };
+        self.change(id)
+    }
+
+    fn list_changes(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut overlay = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(o.changes.iter().map(|(k, v)| (k.0, v.clone())));
+        }
+        newest_first(&self.inner.t.changes, overlay, limit, |k, v| {
+            decoded::<ChangeV1, _>("changes", k, v)
+        })
+    }
+
+    fn changes_for_service(
+        &self,
+        service: &str,
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<u64, StoreError> {
+        // The overlays' versions win; sled's index gives the rest, from windows ending
+        // at `since` on.
+        let mut found: BTreeMap<ChangeId, ChangeRecord> = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            found.extend(o.changes.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        let mut prefix = service.as_bytes().to_vec();
+        prefix.push(0);
+        let mut from = prefix.clone();
+        from.extend_from_slice(&ns_key(since));
+        for kv in self.inner.t.change_index.range(from..) {
+            let (k, _) = kv.map_err(io)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = ChangeId(u64_of("change_index", &k, &k[k.len() - 8..])?);
+            if let std::collections::btree_map::Entry::Vacant(e) = found.entry(id) {
+                if let Some(c) = self.change(id)? {
+                    e.insert(c);
+                }
+            }
+        }
+        Ok(found
+            .values()
+            .filter(|c| c.service == service && c.window_end >= since && c.window_start <= until)
+            .count() as u64)
+    }
+
+    fn next_change_number(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.state()?.next_change)
     }
 
     fn next_incident_number(&self) -> Result<u64, StoreError> {
@@ -1333,6 +1515,16 @@ impl Store for SledStore {
             }
             None => current,
         };
+        let current = log.next_change;
+        let next_change = match batch.change_counter {
+            Some((expected, next)) if expected == current => next,
+            Some((expected, _)) => {
+                return Err(StoreError::Conflict(format!(
+                    "change counter is {current}, the batch expected {expected}"
+                )))
+            }
+            None => current,
+        };
         let (mut seq, mut hash) = (log.audit_seq, log.audit_hash.clone());
         let mut audit = Vec::with_capacity(batch.audit.len());
         for (at, actor, change) in batch.audit {
@@ -1356,12 +1548,16 @@ impl Store for SledStore {
             problems: batch.problems,
             problem_keys: batch.problem_keys,
             next_problem,
+            changes: batch.changes,
+            change_refs: batch.change_refs,
+            next_change,
         };
         if let Err(e) = log.wal.write(&encode(&applied.to_wal())) {
             return Err(log.fail(e));
         }
         log.next_incident = next_incident;
         log.next_problem = next_problem;
+        log.next_change = next_change;
         log.audit_seq = seq;
         log.audit_hash = hash;
         log.ticket += 1;
