@@ -95,6 +95,109 @@ impl AuditEntry {
     }
 }
 
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Entries read and found sound before the first bad one (all of them when intact).
+    pub checked: u64,
+    /// The first entry that is wrong, and how; `None` when the whole log is intact.
+    pub first_bad: Option<BadEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadEntry {
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// Checks an audit log read in order: every entry in its place (`seq` 1, 2, 3, …), its
+/// hash matching its content, chained to the one before, and the last one the log's
+/// recorded head `(seq, hash)` (so that entries cut off the end are noticed).
+pub fn verify(entries: impl IntoIterator<Item = AuditEntry>, head: (u64, &str)) -> Verification {
+    let mut v = Verifier::default();
+    for e in entries {
+        if v.push(&e).is_some() {
+            break;
+        }
+    }
+    v.finish(head)
+}
+
+/// `verify` one entry at a time, for logs read in pages.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    prev_hash: Option<String>,
+    checked: u64,
+    bad: Option<BadEntry>,
+}
+
+impl Verifier {
+    /// Checks the next entry; the first bad one is kept (and returned), later ones are
+    /// ignored.
+    pub fn push(&mut self, e: &AuditEntry) -> Option<&BadEntry> {
+        if self.bad.is_some() {
+            return self.bad.as_ref();
+        }
+        let expected = self.checked + 1;
+        let prev = self.prev_hash.as_deref().unwrap_or(GENESIS_HASH);
+        let reason = if e.seq != expected {
+            Some((
+                expected,
+                format!("missing: the next entry found is {}", e.seq),
+            ))
+        } else if e.prev_hash != prev {
+            Some((
+                e.seq,
+                "does not chain to the entry before it (prev_hash differs)".into(),
+            ))
+        } else if !e.is_intact() {
+            Some((e.seq, "its content does not match its hash (edited)".into()))
+        } else {
+            None
+        };
+        match reason {
+            Some((seq, reason)) => {
+                self.bad = Some(BadEntry { seq, reason });
+                self.bad.as_ref()
+            }
+            None => {
+                self.prev_hash = Some(e.hash.clone());
+                self.checked += 1;
+                None
+            }
+        }
+    }
+
+    /// The result, given the log's recorded head `(seq, hash)`.
+    pub fn finish(self, (head_seq, head_hash): (u64, &str)) -> Verification {
+        let last = self.checked;
+        let bad = self.bad.or_else(|| {
+            let hash = self.prev_hash.as_deref().unwrap_or(GENESIS_HASH);
+            if last < head_seq {
+                Some(BadEntry {
+                    seq: last + 1,
+                    reason: format!(
+                        "missing: the log records {head_seq} entries, {last} are there"
+                    ),
+                })
+            } else if last > head_seq || hash != head_hash {
+                Some(BadEntry {
+                    seq: last,
+                    reason: format!(
+                        "the log's recorded head is entry {head_seq} with another hash"
+                    ),
+                })
+            } else {
+                None
+            }
+        });
+        Verification {
+            checked: last,
+            first_bad: bad,
+        }
+    }
+}
+
 fn entry_hash(seq: u64, at: Timestamp, actor: &str, change: &Change, prev_hash: &str) -> String {
     let mut h = Sha256::new();
     // Each field is length-prefixed so that no two different entries hash the same input.
@@ -123,6 +226,63 @@ fn entry_hash(seq: u64, at: Timestamp, actor: &str, change: &Change, prev_hash: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn log(n: u64) -> Vec<AuditEntry> {
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut out: Vec<AuditEntry> = Vec::new();
+        for seq in 1..=n {
+            let prev = out
+                .last()
+                .map_or(GENESIS_HASH.to_string(), |e| e.hash.clone());
+            out.push(AuditEntry::chain(
+                seq,
+                at,
+                "system",
+                Change::new(format!("INC-{seq}"), "opened"),
+                &prev,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn verify_names_the_first_bad_entry() {
+        let entries = log(5);
+        let head = (5, entries[4].hash.clone());
+        let ok = verify(entries.clone(), (head.0, &head.1));
+        assert_eq!((ok.checked, ok.first_bad), (5, None));
+        assert_eq!(verify(Vec::new(), (0, GENESIS_HASH)).first_bad, None);
+
+        let mut edited = entries.clone();
+        edited[2].change.detail = Some("quietly changed".into());
+        let v = verify(edited, (head.0, &head.1));
+        assert_eq!(v.checked, 2);
+        assert_eq!(v.first_bad.unwrap().seq, 3);
+
+        let mut gap = entries.clone();
+        gap.remove(1);
+        let v = verify(gap, (head.0, &head.1));
+        let bad = v.first_bad.unwrap();
+        assert_eq!(
+            (bad.seq, bad.reason.as_str()),
+            (2, "missing: the next entry found is 3")
+        );
+
+        // Rewritten from entry 4 on with fresh hashes: entry 4 no longer chains.
+        let mut forged = entries.clone();
+        forged[3] = AuditEntry::chain(
+            4,
+            forged[3].at,
+            "system",
+            Change::new("INC-9", "opened"),
+            "f00",
+        );
+        assert_eq!(verify(forged, (head.0, &head.1)).first_bad.unwrap().seq, 4);
+
+        // The last entries cut off: the recorded head says there were five.
+        let v = verify(entries[..3].to_vec(), (head.0, &head.1));
+        assert_eq!(v.first_bad.unwrap().seq, 4);
+    }
 
     #[test]
     fn chain_links_and_detects_edits() {

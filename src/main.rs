@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Check the configuration file and the rules it points to, then exit.
     CheckConfig {
         /// Configuration file.
@@ -91,6 +96,78 @@ struct RulesSource {
         env = "TRIAGED_CONFIG"
     )]
     config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain in the data directory (with the daemon
+    /// stopped; while it runs, ask it: GET /api/v1/audit/verify). Names the first bad
+    /// entry; exit 1 if there is one.
+    Verify {
+        /// Configuration file, for store.data_dir.
+        #[arg(
+            long,
+            short,
+            default_value = "config/triaged.toml",
+            env = "TRIAGED_CONFIG"
+        )]
+        config: PathBuf,
+        /// Data directory (overrides store.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn audit_command(command: AuditCommand) -> ExitCode {
+    let AuditCommand::Verify { config, data_dir } = command;
+    let overrides = Overrides {
+        listen: None,
+        data_dir,
+    };
+    let settings = match Settings::load(&config, &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = settings.store.data_dir.display().to_string();
+    let store = match triaged::store::open(&settings.store) {
+        Ok(s) => s,
+        Err(e) if e.to_string().contains("could not acquire lock") => {
+            eprintln!(
+                "error: the store in {dir} is in use (is triaged running? ask it: GET /api/v1/audit/verify)"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match triaged::store::verify_audit(&*store) {
+        Ok(v) => match v.first_bad {
+            None => {
+                let head = store.audit_head().map(|h| h.1).unwrap_or_default();
+                println!(
+                    "{dir}: audit log intact: {} entries, head {head}",
+                    v.checked
+                );
+                ExitCode::SUCCESS
+            }
+            Some(bad) => {
+                eprintln!(
+                    "error: {dir}: audit log damaged at entry {}: {} ({} entries before it are intact)",
+                    bad.seq, bad.reason, v.checked
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {dir}: cannot read the audit log: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -175,6 +252,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Rules { command } => rules_command(command),
+        Command::Audit { command } => audit_command(command),
         Command::Serve {
             config,
             listen,

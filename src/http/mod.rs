@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
         .route("/api/v1/rules", get(rules_status))
+        .route("/api/v1/audit/verify", get(audit_verify))
         .route(
             "/api/v1/changes",
             get(changes::list_changes).post(changes::post_change),
@@ -144,6 +145,26 @@ async fn rules_status(
 ) -> Result<Json<crate::rules::RulesStatus>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
     Ok(Json(state.rules.status()))
+}
+
+/// `GET /api/v1/audit/verify`: the audit log's hash chain checked end to end.
+async fn audit_verify(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let store = state.store.clone();
+    let (v, head) = blocking(move || {
+        let v = crate::store::verify_audit(&*store)?;
+        Ok((v, store.audit_head()?))
+    })
+    .await?;
+    Ok(Json(serde_json::json!({
+        "intact": v.first_bad.is_none(),
+        "entries": v.checked,
+        "head": {"seq": head.0, "hash": head.1},
+        "first_bad": v.first_bad,
+    })))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -134,6 +134,27 @@ pub struct Stats {
     pub failed: Option<String>,
 }
 
+/// Reads the whole audit log in pages and checks its hash chain against its head.
+pub fn verify_audit(store: &dyn Store) -> Result<crate::audit::Verification, StoreError> {
+    const PAGE: usize = 10_000;
+    let head = store.audit_head()?;
+    let mut verifier = crate::audit::Verifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, PAGE)?;
+        for e in &page {
+            if verifier.push(e).is_some() {
+                return Ok(verifier.finish((head.0, &head.1)));
+            }
+        }
+        match page.last() {
+            Some(e) if page.len() == PAGE => after = e.seq,
+            _ => break,
+        }
+    }
+    Ok(verifier.finish((head.0, &head.1)))
+}
+
 pub trait Store: Send + Sync + 'static {
     /// The hot state of an alert (correlation's lookup for every notification).
     fn alert_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError>;
@@ -183,6 +204,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// The number the next change gets.
     fn next_change_number(&self) -> Result<u64, StoreError>;
+    /// Audit entries after `after` (by seq), in order, at most `limit`.
+    fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The audit log's head: the last entry's seq and hash (0 and the genesis hash
+    /// when empty).
+    fn audit_head(&self) -> Result<(u64, String), StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A

@@ -1458,6 +1458,33 @@ impl Store for SledStore {
         Ok(self.inner.state()?.next_change)
     }
 
+    fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut page: BTreeMap<u64, AuditEntry> = BTreeMap::new();
+        let from = after.saturating_add(1).to_be_bytes();
+        for kv in self.inner.t.audit.range(from..).take(limit) {
+            let (k, v) = kv.map_err(io)?;
+            let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", &k, &v)?;
+            page.insert(e.seq, e);
+        }
+        for o in self.inner.state()?.overlays() {
+            for (seq, e) in o.audit.range(after.saturating_add(1)..) {
+                if page.len() >= limit && page.last_key_value().is_some_and(|(last, _)| seq > last)
+                {
+                    break;
+                }
+                let entry: AuditEntry =
+                    decoded::<AuditEntryV1, _>("wal", &seq.to_be_bytes(), &e.bytes)?;
+                page.insert(*seq, entry);
+            }
+        }
+        Ok(page.into_values().take(limit).collect())
+    }
+
+    fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let st = self.inner.state()?;
+        Ok((st.audit_seq, st.audit_hash.clone()))
+    }
+
     fn next_incident_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.next_incident)
     }

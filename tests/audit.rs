@@ -1,0 +1,111 @@
+//! The audit log as an auditor checks it: `GET /api/v1/audit/verify` on the running
+//! daemon, `triaged audit verify` on the data directory, and both naming the entry an
+//! edit or a deletion broke.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{am_alert, am_payload, Daemon, AM_PATH};
+use serde_json::json;
+
+fn verify_cli(config: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Opens the stopped daemon's sled database and edits its audit tree.
+fn tamper(data: &Path, edit: impl FnOnce(&sled::Tree)) {
+    let db = sled::Config::new().path(data.join("sled")).open().unwrap();
+    let audit = db.open_tree("audit").unwrap();
+    edit(&audit);
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn verify_passes_an_intact_log_and_names_an_edited_or_deleted_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("triaged.toml");
+    std::fs::write(
+        &config,
+        common::config_toml(&data, &common::shipped_rules(), ""),
+    )
+    .unwrap();
+    let d = Daemon::start(&data, "").await;
+    for name in ["Disk", "Cpu", "Mem"] {
+        let alert = am_alert(
+            "firing",
+            json!({"alertname": name, "service": "db"}),
+            "2026-11-29T10:00:00Z",
+        );
+        let (code, body) = d.post_json(AM_PATH, &am_payload(vec![alert])).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, v) = d.get("/api/v1/audit/verify").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["intact"], true, "{v}");
+    assert_eq!(
+        v["entries"], 6,
+        "opened + alerts_attached for each of three: {v}"
+    );
+    assert_eq!(v["head"]["seq"], 6);
+    assert!(v["first_bad"].is_null());
+
+    // While the daemon holds the store, the CLI says so.
+    let (code, _, err) = verify_cli(&config);
+    assert_eq!(code, 1);
+    assert!(err.contains("is in use"), "{err}");
+    d.stop().await;
+
+    let (code, out, err) = verify_cli(&config);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("audit log intact: 6 entries, head "), "{out}");
+
+    // An edit in place: entry 3 ("INC-2 opened") now says INC-3.
+    tamper(&data, |audit| {
+        let key = 3u64.to_be_bytes();
+        let mut v = audit.get(key).unwrap().unwrap().to_vec();
+        let at = v
+            .windows(5)
+            .position(|w| w == b"INC-2")
+            .expect("the record id is stored as text");
+        v[at + 4] = b'3';
+        audit.insert(key, v).unwrap();
+    });
+    let (code, _, err) = verify_cli(&config);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("audit log damaged at entry 3: its content does not match its hash")
+            && err.contains("(2 entries before it are intact)"),
+        "{err}"
+    );
+
+    // A deletion is named too (the edited entry removed altogether).
+    tamper(&data, |audit| {
+        audit.remove(3u64.to_be_bytes()).unwrap();
+    });
+    let (code, _, err) = verify_cli(&config);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("damaged at entry 3: missing: the next entry found is 4"),
+        "{err}"
+    );
+
+    // And over HTTP, on the restarted daemon.
+    let d = Daemon::start(&data, "").await;
+    let (_, v) = d.get("/api/v1/audit/verify").await;
+    assert_eq!(v["intact"], false, "{v}");
+    assert_eq!(v["first_bad"]["seq"], 3);
+    assert_eq!(v["entries"], 2);
+    d.stop().await;
+}
