@@ -60,6 +60,19 @@ async fn verify_passes_an_intact_log_and_names_an_edited_or_deleted_entry() {
     );
     assert_eq!(v["head"]["seq"], 6);
     assert!(v["first_bad"].is_null());
+    let (code, t) = d.get("/api/v1/incidents/INC-2/timeline").await;
+    assert_eq!(code, 200, "{t}");
+    assert_eq!(t["id"], "INC-2");
+    let actions: Vec<&str> = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["opened", "alerts_attached"]);
+    assert_eq!(t["timeline"][1]["prev_hash"], t["timeline"][0]["hash"]);
+    let (code, _) = d.get("/api/v1/incidents/INC-9/timeline").await;
+    assert_eq!(code, 404);
 
     // While the daemon holds the store, the CLI says so.
     let (code, _, err) = verify_cli(&config);

@@ -88,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/incidents", get(records::list_incidents))
         .route("/api/v1/incidents/{id}", get(records::get_incident))
+        .route(
+            "/api/v1/incidents/{id}/timeline",
+            get(records::incident_timeline),
+        )
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
         .route("/api/v1/rules", get(rules_status))

@@ -189,3 +189,26 @@ pub async fn get_problem(
     out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
     Ok(Json(out))
 }
+
+/// `GET /api/v1/incidents/{id}/timeline`: the incident's audit entries, oldest first.
+pub async fn incident_timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let id: IncidentId = id
+        .parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let store = state.store.clone();
+    let found = blocking(move || {
+        if store.incident(id)?.is_none() {
+            return Ok(None);
+        }
+        store.timeline(&id.to_string()).map(Some)
+    })
+    .await?;
+    let timeline =
+        found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")).field("id"))?;
+    Ok(Json(serde_json::json!({ "id": id, "timeline": timeline })))
+}
