@@ -7,6 +7,7 @@ pub mod audit;
 pub mod changes;
 pub mod config;
 pub mod correlation;
+pub mod export;
 pub mod heartbeats;
 pub mod http;
 mod ids;

@@ -64,6 +64,21 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Write every record and audit entry as JSON lines, for archiving (with the
+    /// daemon stopped).
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only what happened at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Only what happened before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
@@ -104,42 +119,96 @@ enum AuditCommand {
     /// stopped; while it runs, ask it: GET /api/v1/audit/verify). Names the first bad
     /// entry; exit 1 if there is one.
     Verify {
-        /// Configuration file, for store.data_dir.
-        #[arg(
-            long,
-            short,
-            default_value = "config/triaged.toml",
-            env = "TRIAGED_CONFIG"
-        )]
-        config: PathBuf,
-        /// Data directory (overrides store.data_dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
-fn audit_command(command: AuditCommand) -> ExitCode {
-    let AuditCommand::Verify { config, data_dir } = command;
+/// The store an offline command opens: the config's `store.data_dir`, or `--data-dir`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Configuration file, for store.data_dir.
+    #[arg(
+        long,
+        short,
+        default_value = "config/triaged.toml",
+        env = "TRIAGED_CONFIG"
+    )]
+    config: PathBuf,
+    /// Data directory (overrides store.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Opens the store of a stopped daemon for an offline command; the error names the
+/// data directory, and says so when a running daemon holds it (`online`: what to use
+/// instead).
+fn open_offline(
+    args: StoreArgs,
+    online: &str,
+) -> Result<(std::sync::Arc<dyn triaged::store::Store>, String), String> {
     let overrides = Overrides {
         listen: None,
-        data_dir,
+        data_dir: args.data_dir,
     };
-    let settings = match Settings::load(&config, &overrides) {
+    let settings = Settings::load(&args.config, &overrides).map_err(|e| e.to_string())?;
+    let dir = settings.store.data_dir.display().to_string();
+    match triaged::store::open(&settings.store) {
+        Ok(s) => Ok((s, dir)),
+        Err(e) if e.to_string().contains("could not acquire lock") => Err(format!(
+            "the store in {dir} is in use (is triaged running? {online})"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn export_command(
+    args: StoreArgs,
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let (store, dir) = match open_offline(args, "stop it to export") {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let dir = settings.store.data_dir.display().to_string();
-    let store = match triaged::store::open(&settings.store) {
-        Ok(s) => s,
-        Err(e) if e.to_string().contains("could not acquire lock") => {
+    let result = match &output {
+        Some(path) => std::fs::File::create(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|f| {
+                triaged::export::export(&*store, from, to, &mut std::io::BufWriter::new(f))
+                    .map_err(|e| e.to_string())
+            }),
+        None => triaged::export::export(
+            &*store,
+            from,
+            to,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        )
+        .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(c) => {
             eprintln!(
-                "error: the store in {dir} is in use (is triaged running? ask it: GET /api/v1/audit/verify)"
+                "{dir}: exported {} incidents, {} problems, {} changes, {} alerts, {} audit entries",
+                c.incidents, c.problems, c.changes, c.alerts, c.audit
             );
-            return ExitCode::FAILURE;
+            ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_command(command: AuditCommand) -> ExitCode {
+    let AuditCommand::Verify { store: args } = command;
+    let (store, dir) = match open_offline(args, "ask it: GET /api/v1/audit/verify") {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -253,6 +322,12 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Rules { command } => rules_command(command),
         Command::Audit { command } => audit_command(command),
+        Command::Export {
+            store,
+            from,
+            to,
+            output,
+        } => export_command(store, from, to, output),
         Command::Serve {
             config,
             listen,

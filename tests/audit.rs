@@ -23,6 +23,18 @@ fn verify_cli(config: &Path) -> (i32, String, String) {
     )
 }
 
+/// A data dir and a config file pointing at it (for the offline commands).
+fn data_and_config(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data");
+    let config = dir.join("triaged.toml");
+    std::fs::write(
+        &config,
+        common::config_toml(&data, &common::shipped_rules(), ""),
+    )
+    .unwrap();
+    (data, config)
+}
+
 /// Opens the stopped daemon's sled database and edits its audit tree.
 fn tamper(data: &Path, edit: impl FnOnce(&sled::Tree)) {
     let db = sled::Config::new().path(data.join("sled")).open().unwrap();
@@ -34,13 +46,7 @@ fn tamper(data: &Path, edit: impl FnOnce(&sled::Tree)) {
 #[tokio::test]
 async fn verify_passes_an_intact_log_and_names_an_edited_or_deleted_entry() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let config = tmp.path().join("triaged.toml");
-    std::fs::write(
-        &config,
-        common::config_toml(&data, &common::shipped_rules(), ""),
-    )
-    .unwrap();
+    let (data, config) = data_and_config(tmp.path());
     let d = Daemon::start(&data, "").await;
     for name in ["Disk", "Cpu", "Mem"] {
         let alert = am_alert(
@@ -121,4 +127,71 @@ async fn verify_passes_an_intact_log_and_names_an_edited_or_deleted_entry() {
     assert_eq!(v["first_bad"]["seq"], 3);
     assert_eq!(v["entries"], 2);
     d.stop().await;
+}
+
+#[tokio::test]
+async fn export_writes_every_record_and_audit_entry_as_json_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, config) = data_and_config(tmp.path());
+    let d = Daemon::start(&data, "").await;
+    for (name, status) in [("Disk", "firing"), ("Cpu", "firing"), ("Disk", "resolved")] {
+        let alert = am_alert(
+            status,
+            json!({"alertname": name, "service": "db"}),
+            "2026-11-29T10:00:00Z",
+        );
+        let (code, body) = d.post_json(AM_PATH, &am_payload(vec![alert])).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (_, verified) = d.get("/api/v1/audit/verify").await;
+    let entries = verified["entries"].as_u64().unwrap();
+    d.stop().await;
+
+    let export = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_triaged"))
+            .args(["export", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (stdout, stderr) = export(&[]);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |kind: &str| lines.iter().filter(|l| l["record"] == kind).count() as u64;
+    assert_eq!(count("incident"), 2, "{stdout}");
+    assert_eq!(count("alert"), 2);
+    assert_eq!(count("audit"), entries);
+    assert_eq!(lines.len() as u64, 4 + entries, "nothing else: {stdout}");
+    let disk = lines
+        .iter()
+        .find(|l| l["record"] == "incident" && l["key"] == "Disk/db")
+        .unwrap();
+    assert_eq!(disk["status"], "resolved");
+    assert!(
+        stderr.contains(&format!(
+            "exported 2 incidents, 0 problems, 0 changes, 2 alerts, {entries} audit entries"
+        )),
+        "{stderr}"
+    );
+
+    // To a file, and bounded in time: nothing happened after the end of 2099.
+    let file = tmp.path().join("archive.jsonl");
+    export(&["--output", file.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout);
+    let (later, _) = export(&["--from", "2099-12-31T00:00:00Z"]);
+    assert_eq!(later, "");
+    let (earlier, _) = export(&["--to", "2000-01-01T00:00:00Z"]);
+    assert_eq!(earlier, "");
 }

@@ -204,6 +204,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// The number the next change gets.
     fn next_change_number(&self) -> Result<u64, StoreError>;
+    /// Alerts in fingerprint order after `after`, at most `limit` (export).
+    fn alerts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError>;
+    /// Incidents with ids after `after`, oldest first, at most `limit` (export).
+    fn incidents_page(&self, after: u64, limit: usize) -> Result<Vec<Incident>, StoreError>;
+    /// Problems with ids after `after`, oldest first, at most `limit` (export).
+    fn problems_page(&self, after: u64, limit: usize) -> Result<Vec<Problem>, StoreError>;
+    /// Changes with ids after `after`, oldest first, at most `limit` (export).
+    fn changes_page(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError>;
     /// Audit entries after `after` (by seq), in order, at most `limit`.
     fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// The audit log's head: the last entry's seq and hash (0 and the genesis hash

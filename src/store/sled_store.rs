@@ -191,6 +191,20 @@ fn change_index_key(c: &ChangeRecord) -> Vec<u8> {
     k
 }
 
+/// Records with ids after `after`, oldest first, `limit` at most: the overlays'
+/// versions (`overlay`, by id, all after `after`) over a sled tree keyed by
+/// big-endian ids.
+fn ascending_page<T>(
+    tree: &Tree,
+    overlay: BTreeMap<u64, T>,
+    after: u64,
+    limit: usize,
+    decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let sled = tree.range(after.saturating_add(1).to_be_bytes()..);
+    merge_by_id(sled, overlay.into_iter(), true, limit, decode)
+}
+
 /// Records newest first (by id, descending), `limit` at most: the overlays' versions
 /// (`overlay`, by id) over a sled tree keyed by big-endian ids.
 fn newest_first<T>(
@@ -199,9 +213,27 @@ fn newest_first<T>(
     limit: usize,
     decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    merge_by_id(
+        tree.iter().rev(),
+        overlay.into_iter().rev(),
+        false,
+        limit,
+        decode,
+    )
+}
+
+/// Merges records read from sled and from the overlays, both in the same id order
+/// (`ascending` or not); the overlay's version of an id wins.
+fn merge_by_id<T>(
+    sled: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    overlay: impl Iterator<Item = (u64, T)>,
+    ascending: bool,
+    limit: usize,
+    decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    let mut from_sled = tree.iter().rev().peekable();
-    let mut from_overlay = overlay.into_iter().rev().peekable();
+    let mut from_sled = sled.peekable();
+    let mut from_overlay = overlay.peekable();
     while out.len() < limit {
         let sled_id = match from_sled.peek() {
             Some(Ok((k, _))) => Some(u64_of("records", k, k)?),
@@ -211,7 +243,7 @@ fn newest_first<T>(
         let overlay_id = from_overlay.peek().map(|(id, _)| *id);
         match (sled_id, overlay_id) {
             (None, None) => break,
-            (Some(s), Some(o)) if o >= s => {
+            (Some(s), Some(o)) if (ascending && o <= s) || (!ascending && o >= s) => {
                 if o == s {
                     from_sled.next();
                 }
@@ -1100,6 +1132,73 @@ impl Inner {
     }
 }
 
+impl SledStore {
+    /// Alerts in fingerprint order after `after`, optionally of one status.
+    fn alerts_from(
+        &self,
+        after: Option<&str>,
+        status: Option<AlertStatus>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        let mut overlay: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(
+                o.contents
+                    .iter()
+                    .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        let sled_start: Bound<Vec<u8>> = match &start {
+            Bound::Excluded(a) => Bound::Excluded(a.as_bytes().to_vec()),
+            _ => Bound::Unbounded,
+        };
+        let mut from_sled = self
+            .inner
+            .t
+            .alerts
+            .range::<Vec<u8>, _>((sled_start, Bound::Unbounded))
+            .peekable();
+        let mut from_overlay = overlay.into_iter().peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let sled_key = match from_sled.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => return Err(io(from_sled.next().expect("peeked").unwrap_err())),
+                None => None,
+            };
+            let overlay_key = from_overlay.peek().map(|(k, _)| k.as_bytes().to_vec());
+            let (key, bytes) = match (sled_key, overlay_key) {
+                (None, None) => break,
+                (Some(s), Some(o)) if o <= s => {
+                    if o == s {
+                        from_sled.next();
+                    }
+                    from_overlay.next().expect("peeked")
+                }
+                (None, Some(_)) => from_overlay.next().expect("peeked"),
+                (Some(_), _) => {
+                    let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
+                    (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
+                }
+            };
+            let content: Alert = decoded::<AlertV1, _>("alerts", key.as_bytes(), &bytes)?;
+            let Some(state) = self.alert_state(&content.fingerprint)? else {
+                continue;
+            };
+            if status.is_none_or(|s| s == state.status) {
+                out.push(AlertRecord::from_parts(content, state));
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Store for SledStore {
     fn alert_state(&self, fingerprint: &str) -> Result<Option<AlertState>, StoreError> {
         {
@@ -1152,43 +1251,57 @@ impl Store for SledStore {
         status: Option<AlertStatus>,
         limit: usize,
     ) -> Result<Vec<AlertRecord>, StoreError> {
-        let mut overlay: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        self.alerts_from(None, status, limit)
+    }
+
+    fn alerts_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        self.alerts_from(after, None, limit)
+    }
+
+    fn incidents_page(&self, after: u64, limit: usize) -> Result<Vec<Incident>, StoreError> {
+        let mut overlay = BTreeMap::new();
         for o in self.inner.state()?.overlays() {
-            overlay.extend(o.contents.iter().map(|(k, v)| (k.clone(), v.clone())));
+            overlay.extend(
+                o.incidents
+                    .range(IncidentId(after.saturating_add(1))..)
+                    .map(|(k, v)| (k.0, v.clone())),
+            );
         }
-        let mut from_sled = self.inner.t.alerts.iter().peekable();
-        let mut from_overlay = overlay.into_iter().peekable();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let sled_key = match from_sled.peek() {
-                Some(Ok((k, _))) => Some(k.to_vec()),
-                Some(Err(_)) => return Err(io(from_sled.next().expect("peeked").unwrap_err())),
-                None => None,
-            };
-            let overlay_key = from_overlay.peek().map(|(k, _)| k.as_bytes().to_vec());
-            let (key, bytes) = match (sled_key, overlay_key) {
-                (None, None) => break,
-                (Some(s), Some(o)) if o <= s => {
-                    if o == s {
-                        from_sled.next();
-                    }
-                    from_overlay.next().expect("peeked")
-                }
-                (None, Some(_)) => from_overlay.next().expect("peeked"),
-                (Some(_), _) => {
-                    let (k, v) = from_sled.next().expect("peeked").map_err(io)?;
-                    (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
-                }
-            };
-            let content: Alert = decoded::<AlertV1, _>("alerts", key.as_bytes(), &bytes)?;
-            let Some(state) = self.alert_state(&content.fingerprint)? else {
-                continue;
-            };
-            if status.is_none_or(|s| s == state.status) {
-                out.push(AlertRecord::from_parts(content, state));
-            }
+        ascending_page(&self.inner.t.incidents, overlay, after, limit, |k, v| {
+            decoded::<IncidentV1, _>("incidents", k, v)
+        })
+    }
+
+    fn problems_page(&self, after: u64, limit: usize) -> Result<Vec<Problem>, StoreError> {
+        let mut overlay = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(
+                o.problems
+                    .range(ProblemId(after.saturating_add(1))..)
+                    .map(|(k, v)| (k.0, v.clone())),
+            );
         }
-        Ok(out)
+        ascending_page(&self.inner.t.problems, overlay, after, limit, |k, v| {
+            decoded::<ProblemV1, _>("problems", k, v)
+        })
+    }
+
+    fn changes_page(&self, after: u64, limit: usize) -> Result<Vec<ChangeRecord>, StoreError> {
+        let mut overlay = BTreeMap::new();
+        for o in self.inner.state()?.overlays() {
+            overlay.extend(
+                o.changes
+                    .range(ChangeId(after.saturating_add(1))..)
+                    .map(|(k, v)| (k.0, v.clone())),
+            );
+        }
+        ascending_page(&self.inner.t.changes, overlay, after, limit, |k, v| {
+            decoded::<ChangeV1, _>("changes", k, v)
+        })
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
