@@ -278,8 +278,8 @@ const SETTLE_TICK_SECS: u64 = 5;
 
 /// The daemon's clock, until `shutdown` fires: every second, submits what the
 /// heartbeats have due (a silent one's alert, or its resolution; a refused submission
-/// is retried next time); every few seconds, with flap detection on, an empty
-/// submission so that correlation settles flapping incidents.
+/// is retried next time); every few seconds, while an incident flaps, an empty
+/// submission so that correlation settles it.
 async fn timers(
     heartbeats: Arc<Heartbeats>,
     metrics: Arc<Metrics>,
@@ -296,7 +296,9 @@ async fn timers(
             _ = tick.tick() => {}
         }
         seconds += 1;
-        if flap_detection && seconds % SETTLE_TICK_SECS == 0 {
+        // Only while something flaps (correlation keeps the gauge current).
+        if flap_detection && seconds % SETTLE_TICK_SECS == 0 && metrics.incidents_flapping.get() > 0
+        {
             if let Err(e) = queue.submit(Vec::new()).await {
                 tracing::debug!(error = %e.0, "settle tick not processed");
             }
