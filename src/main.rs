@@ -153,7 +153,7 @@ fn open_offline(
     };
     let settings = Settings::load(&args.config, &overrides).map_err(|e| e.to_string())?;
     let dir = settings.store.data_dir.display().to_string();
-    match triaged::store::open(&settings.store) {
+    match triaged::store::open_offline(&settings.store) {
         Ok(s) => Ok((s, dir)),
         Err(e) if e.to_string().contains("could not acquire lock") => Err(format!(
             "the store in {dir} is in use (is triaged running? {online})"

@@ -29,6 +29,15 @@ pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(SledStore::open(settings)?))
 }
 
+/// `open` for the offline commands (`triaged audit verify`, `triaged export`): fails
+/// at once when another process (a running daemon) holds the store.
+pub fn open_offline(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SledStore::open_within(
+        settings,
+        std::time::Duration::ZERO,
+    )?))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O error: {0}")]

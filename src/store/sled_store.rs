@@ -132,11 +132,11 @@ fn put_sorted<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     Ok(())
 }
 
-/// Opens sled, waiting up to 5 s for the directory lock: sled releases it from a
-/// background thread after the previous owner (an exiting daemon, or a store dropped
-/// in this process) has gone.
-fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+/// Opens sled, waiting up to `wait` for the directory lock: sled releases it from a
+/// background thread after the previous owner (a store dropped in this process) has
+/// gone; the daemon waits 5 s.
+fn open_sled_within(config: &sled::Config, wait: Duration) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match config.open() {
             // sled reports the lock as ErrorKind::Other with the OS error in the text
@@ -608,11 +608,17 @@ impl SledStore {
     /// `wal/`, replayed into the overlay. A directory written by a newer schema, or a
     /// damaged log, is refused.
     pub fn open(settings: &StoreSettings) -> Result<SledStore, StoreError> {
+        SledStore::open_within(settings, Duration::from_secs(5))
+    }
+
+    /// `open`, waiting at most `wait` for the directory lock (zero for the offline
+    /// commands: a lock held by another process is not released by waiting).
+    pub fn open_within(settings: &StoreSettings, wait: Duration) -> Result<SledStore, StoreError> {
         let dir = &settings.data_dir;
         let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(settings.cache_capacity_bytes);
-        let db = open_sled(&config)
+        let db = open_sled_within(&config, wait)
             .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let t = Trees {
@@ -2088,7 +2094,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(SledStore::open(&settings(dir.path())).unwrap());
         {
-            let db = open_sled(&sled::Config::new().path(dir.path().join("sled"))).unwrap();
+            let db = open_sled_within(
+                &sled::Config::new().path(dir.path().join("sled")),
+                Duration::from_secs(5),
+            )
+            .unwrap();
             db.open_tree("meta")
                 .unwrap()
                 .insert(SCHEMA_KEY, &99u64.to_be_bytes())
