@@ -184,6 +184,9 @@ pub struct RawIncidents {
     pub flap_threshold: u32,
     /// The flap window, and how long an incident must be quiet to stop flapping.
     pub flap_window_secs: u64,
+    /// Link a new incident to the changes on its service that ran or ended this many
+    /// seconds before it opened (0: off).
+    pub change_link_secs: u64,
 }
 
 impl Default for RawIncidents {
@@ -193,6 +196,7 @@ impl Default for RawIncidents {
             reopen_window_secs: 3600,
             flap_threshold: 4,
             flap_window_secs: 1800,
+            change_link_secs: 3600,
         }
     }
 }
@@ -667,6 +671,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             reopen_window_secs: raw.incidents.reopen_window_secs,
             flap_threshold: raw.incidents.flap_threshold,
             flap_window_secs: raw.incidents.flap_window_secs,
+            change_link_secs: raw.incidents.change_link_secs,
         },
         heartbeats,
         log: LogSettings {

@@ -256,6 +256,42 @@ impl Correlator {
         Ok(())
     }
 
+    /// Links a new incident to the changes on its service whose window reaches into
+    /// `change_link_secs` before it opened (not cancelled ones): suspected causes.
+    fn link_changes(
+        &self,
+        p: &Pending<'_>,
+        inc: &mut Incident,
+        now: Timestamp,
+    ) -> Result<Option<Change>, StoreError> {
+        let (Some(service), secs) = (inc.service.as_deref(), self.policy.change_link_secs) else {
+            return Ok(None);
+        };
+        if secs == 0 {
+            return Ok(None);
+        }
+        let since = now
+            .checked_sub(jiff::SignedDuration::from_secs(
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            ))
+            .unwrap_or(Timestamp::MIN);
+        inc.changes = p
+            .store
+            .changes_on_service(service, since, now)?
+            .into_iter()
+            .filter(|c| c.status != crate::changes::ChangeStatus::Cancelled)
+            .map(|c| c.id)
+            .collect();
+        if inc.changes.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<String> = inc.changes.iter().map(|c| c.to_string()).collect();
+        Ok(Some(
+            Change::new(inc.id.to_string(), "changes_linked")
+                .detail(format!("suspected cause: {}", ids.join(", "))),
+        ))
+    }
+
     /// Logs and counts rules that failed on `subject` (an alert name or incident id);
     /// the next rule, or the default, decided instead.
     fn count_failures(&self, failures: &[crate::rules::RuleFailure], subject: &str) {
@@ -462,6 +498,9 @@ impl Correlator {
                                     Incident::open(id, &spec, &verdict.rule, alert.starts_at, now);
                                 inc.previous = latest.as_ref().map(|l| l.id);
                                 p.audit(now, &actor, change);
+                                if let Some(linked) = self.link_changes(p, &mut inc, now)? {
+                                    p.audit(now, "system", linked);
+                                }
                                 p.keys.insert(spec.key.clone(), id);
                                 p.incidents.insert(id, inc);
                                 tally.opened += 1;

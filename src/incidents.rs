@@ -214,6 +214,9 @@ pub struct Incident {
     pub last_flip: Option<Timestamp>,
     /// The problem it is linked to.
     pub problem: Option<crate::problems::ProblemId>,
+    /// Changes on its service running or ended shortly before it opened: suspected
+    /// causes.
+    pub changes: Vec<crate::changes::ChangeId>,
     /// When the first alert started (detected).
     pub detected_at: Timestamp,
     pub opened_at: Timestamp,
@@ -235,6 +238,9 @@ pub const ALERTS_RESOLVED: &str = "alerts_resolved";
 pub struct Policy {
     pub auto_resolve: bool,
     pub reopen_window_secs: u64,
+    /// An incident opened on a service links the changes on it whose window reaches
+    /// into the this many seconds before it opened (0: off).
+    pub change_link_secs: u64,
     /// An alert that changes status more than this many times within
     /// `flap_window_secs` makes its incident flap; 0 turns flap detection off.
     pub flap_threshold: u32,
@@ -327,6 +333,7 @@ impl Incident {
             flapping_since: None,
             last_flip: None,
             problem: None,
+            changes: Vec::new(),
             detected_at,
             opened_at: now,
             acknowledged_at: None,
@@ -522,6 +529,7 @@ mod tests {
     const POLICY: Policy = Policy {
         auto_resolve: true,
         reopen_window_secs: 600,
+        change_link_secs: 0,
         flap_threshold: 3,
         flap_window_secs: 100,
     };

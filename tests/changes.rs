@@ -135,6 +135,33 @@ async fn changes_are_recorded_idempotently_read_back_and_seen_by_rules() {
         "after-change/checkout"
     );
     assert_eq!(incident_key(&d, "Slow", "blog").await, "Slow/blog");
+    // The incident on the changed service links the change as a suspected cause.
+    let (_, incidents) = get(&d, "/api/v1/incidents").await;
+    let by_key = |key: &str| {
+        incidents["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    let checkout = by_key("after-change/checkout");
+    assert_eq!(checkout["changes"], json!(["CHG-1"]), "{checkout}");
+    assert_eq!(by_key("Slow/blog")["changes"], json!([]));
+    let path = format!(
+        "/api/v1/incidents/{}/timeline",
+        checkout["id"].as_str().unwrap()
+    );
+    let (_, t) = get(&d, &path).await;
+    let linked = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "changes_linked")
+        .expect("audited")
+        .clone();
+    assert_eq!(linked["detail"], "suspected cause: CHG-1");
     d.stop().await;
 
     // After a restart: the same, from sled; the counter goes on.

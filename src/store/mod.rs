@@ -204,13 +204,22 @@ pub trait Store: Send + Sync + 'static {
     fn change_by_external(&self, external_id: &str) -> Result<Option<ChangeRecord>, StoreError>;
     /// Changes newest first.
     fn list_changes(&self, limit: usize) -> Result<Vec<ChangeRecord>, StoreError>;
+    /// The changes on `service` whose window overlaps `since..=until`, by id.
+    fn changes_on_service(
+        &self,
+        service: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<ChangeRecord>, StoreError>;
     /// How many changes on `service` have a window overlapping `since..=until`.
     fn changes_for_service(
         &self,
         service: &str,
         since: Timestamp,
         until: Timestamp,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        Ok(self.changes_on_service(service, since, until)?.len() as u64)
+    }
     /// The number the next change gets.
     fn next_change_number(&self) -> Result<u64, StoreError>;
     /// Alerts in fingerprint order after `after`, at most `limit` (export).

@@ -185,6 +185,7 @@ pub struct IncidentV1 {
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub last_flip: Option<Timestamp>,
     pub problem: Option<u64>,
+    pub changes: Vec<u64>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub detected_at: Timestamp,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
@@ -226,6 +227,7 @@ impl From<&Incident> for IncidentV1 {
             flapping_since: i.flapping_since,
             last_flip: i.last_flip,
             problem: i.problem.map(|p| p.0),
+            changes: i.changes.iter().map(|c| c.0).collect(),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,
@@ -261,6 +263,7 @@ impl From<IncidentV1> for Incident {
             flapping_since: i.flapping_since,
             last_flip: i.last_flip,
             problem: i.problem.map(ProblemId),
+            changes: i.changes.into_iter().map(ChangeId).collect(),
             detected_at: i.detected_at,
             opened_at: i.opened_at,
             acknowledged_at: i.acknowledged_at,

@@ -50,7 +50,7 @@ use crate::incidents::{Incident, IncidentId};
 use crate::problems::{Problem, ProblemId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 7;
+const SCHEMA_VERSION: u64 = 8;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const NEXT_PROBLEM: &[u8] = b"next_problem";
@@ -1539,12 +1539,12 @@ impl Store for SledStore {
         })
     }
 
-    fn changes_for_service(
+    fn changes_on_service(
         &self,
         service: &str,
         since: jiff::Timestamp,
         until: jiff::Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         // The overlays' versions win; sled's index gives the rest, from windows ending
         // at `since` on.
         let mut found: BTreeMap<ChangeId, ChangeRecord> = BTreeMap::new();
@@ -1568,9 +1568,9 @@ impl Store for SledStore {
             }
         }
         Ok(found
-            .values()
+            .into_values()
             .filter(|c| c.service == service && c.window_end >= since && c.window_start <= until)
-            .count() as u64)
+            .collect())
     }
 
     fn next_change_number(&self) -> Result<u64, StoreError> {
