@@ -410,3 +410,54 @@ async fn a_configmap_style_symlink_swap_is_reloaded() {
     assert_eq!(key_for(&d, "Second").await, "v2/Second");
     d.stop().await;
 }
+
+/// The same reload in the real binary (`triaged serve`), with its own watcher thread.
+#[tokio::test]
+async fn the_running_binary_picks_up_a_new_rule_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = rules_copy(tmp.path());
+    let config = common::config_toml(&tmp.path().join("data"), &rules, "");
+    let child = Child::start_with_config(tmp.path(), &config).await;
+    let client = reqwest::Client::new();
+    write_rule(&rules, "20-route.rhai", ROUTE_RULE);
+    wait_for(10, "the binary to load the new rule", || async {
+        let s: Value = client
+            .get(child.url("/api/v1/rules"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        file_names(&s)
+            .contains(&"20-route.rhai".to_string())
+            .then_some(())
+    })
+    .await;
+    let alert = am_alert(
+        "firing",
+        json!({"alertname": "Stuck", "service": "shop"}),
+        "2026-11-29T10:00:00Z",
+    );
+    let resp = client
+        .post(child.url(AM_PATH))
+        .json(&am_payload(vec![alert]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let list: Value = client
+        .get(child.url("/api/v1/incidents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["incidents"][0]["key"], "shop-team/Stuck", "{list}");
+    assert!(
+        child.log_text().contains("rules reloaded"),
+        "{}",
+        child.log_text()
+    );
+}
