@@ -1,5 +1,5 @@
 //! Changes: `POST /api/v1/changes` (role ingest: CI/CD, a change tool) records or
-//! updates a `CHG-n`; `GET /api/v1/changes[/{id}]` reads them.
+//! updates a `CHG-n` (`GET /api/v1/changes[/{id}]` reads them, in `records.rs`).
 //!
 //! Changes are not correlation's: the handler writes them itself, one at a time (a
 //! lock), as one durable store commit with their audit entry, before it answers. The
@@ -7,12 +7,11 @@
 //! With an `external_id`, the post is idempotent: the same id updates that change.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::Timestamp;
-use serde_json::Value;
 
 use super::{blocking, ApiError, AppState, Need};
 use crate::changes::{ChangeId, ChangeRecord, ChangeRequest};
@@ -85,64 +84,4 @@ pub async fn post_change(
         Outcome::Updated(r) | Outcome::Unchanged(r) => (StatusCode::OK, r),
     };
     Ok((status, Json(record)).into_response())
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangesQuery {
-    limit: Option<String>,
-}
-
-/// `GET /api/v1/changes[?limit=N]`, newest first.
-pub async fn list_changes(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<ChangesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, Need::Operator)?;
-    let q = q
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request("query", e.body_text()))?;
-    let limit = match q.limit {
-        None => 100,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "limit",
-                    format!("expected a number from 1 to 1000, got {s:?}"),
-                )
-            })?,
-    };
-    let store = state.store.clone();
-    let changes = blocking(move || store.list_changes(limit)).await?;
-    Ok(Json(serde_json::json!({ "changes": changes })))
-}
-
-/// `GET /api/v1/changes/{id}`: the change with its timeline.
-pub async fn get_change(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, Need::Operator)?;
-    let id: ChangeId = id
-        .parse()
-        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
-    let store = state.store.clone();
-    let found = blocking(move || {
-        let Some(change) = store.change(id)? else {
-            return Ok(None);
-        };
-        let timeline = store.timeline(&id.to_string())?;
-        Ok(Some((change, timeline)))
-    })
-    .await?;
-    let (change, timeline) =
-        found.ok_or_else(|| ApiError::not_found(format!("no change {id}")).field("id"))?;
-    let mut out = serde_json::to_value(&change).expect("changes serialize");
-    out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
-    Ok(Json(out))
 }

@@ -98,9 +98,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(audit_verify))
         .route(
             "/api/v1/changes",
-            get(changes::list_changes).post(changes::post_change),
+            get(records::list_changes).post(changes::post_change),
         )
-        .route("/api/v1/changes/{id}", get(changes::get_change))
+        .route("/api/v1/changes/{id}", get(records::get_change))
         .route("/api/v1/problems", get(records::list_problems))
         .route("/api/v1/problems/{id}", get(records::get_problem))
         .route("/healthz", get(healthz))

@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use super::{blocking, ApiError, AppState, Need};
 use crate::alerts::AlertStatus;
+use crate::changes::ChangeId;
 use crate::incidents::IncidentId;
-use crate::store::StatusFilter;
+use crate::problems::ProblemId;
+use crate::store::{StatusFilter, Store, StoreError};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -80,9 +82,7 @@ pub async fn get_incident(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
-    let id: IncidentId = id
-        .parse()
-        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let id: IncidentId = parse_id(&id)?;
     let store = state.store.clone();
     let found = blocking(move || {
         let Some(incident) = store.incident(id)? else {
@@ -144,6 +144,50 @@ pub async fn get_alert(
     ))
 }
 
+/// A record id from the path (`INC-1`, `PRB-1`, `CHG-1`); 404 naming `id` otherwise.
+fn parse_id<T: std::str::FromStr<Err = String>>(id: &str) -> Result<T, ApiError> {
+    id.parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))
+}
+
+/// The limit of a list that has no status filter yet (problems, changes).
+fn plain_limit(
+    what: &str,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<usize, ApiError> {
+    let q = query(q)?;
+    if let Some(s) = &q.status {
+        return Err(ApiError::bad_request(
+            "status",
+            format!("{what} are not filtered by status yet, got {s:?}"),
+        ));
+    }
+    limit(&q)
+}
+
+/// A record (found by `fetch`) as JSON with its `timeline` (its audit entries).
+async fn with_timeline<T: serde::Serialize + Send + 'static>(
+    state: &AppState,
+    what: &str,
+    record: String,
+    fetch: impl FnOnce(&dyn Store) -> Result<Option<T>, StoreError> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let id = record.clone();
+    let found = blocking(move || {
+        let Some(found) = fetch(&*store)? else {
+            return Ok(None);
+        };
+        Ok(Some((found, store.timeline(&id)?)))
+    })
+    .await?;
+    let (found, timeline) =
+        found.ok_or_else(|| ApiError::not_found(format!("no {what} {record}")).field("id"))?;
+    let mut out = serde_json::to_value(&found).expect("records serialize");
+    out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
+    Ok(Json(out))
+}
+
 /// `GET /api/v1/problems[?limit=N]`, newest first.
 pub async fn list_problems(
     State(state): State<AppState>,
@@ -151,14 +195,7 @@ pub async fn list_problems(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
-    let q = query(q)?;
-    if let Some(s) = &q.status {
-        return Err(ApiError::bad_request(
-            "status",
-            format!("problems are not filtered by status yet, got {s:?}"),
-        ));
-    }
-    let limit = limit(&q)?;
+    let limit = plain_limit("problems", q)?;
     let store = state.store.clone();
     let problems = blocking(move || store.list_problems(limit)).await?;
     Ok(Json(serde_json::json!({ "problems": problems })))
@@ -171,23 +208,38 @@ pub async fn get_problem(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
-    let id: crate::problems::ProblemId = id
-        .parse()
-        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
-    let store = state.store.clone();
-    let found = blocking(move || {
-        let Some(problem) = store.problem(id)? else {
-            return Ok(None);
-        };
-        let timeline = store.timeline(&id.to_string())?;
-        Ok(Some((problem, timeline)))
+    let id: ProblemId = parse_id(&id)?;
+    with_timeline(&state, "problem", id.to_string(), move |store| {
+        store.problem(id)
     })
-    .await?;
-    let (problem, timeline) =
-        found.ok_or_else(|| ApiError::not_found(format!("no problem {id}")).field("id"))?;
-    let mut out = serde_json::to_value(&problem).expect("problems serialize");
-    out["timeline"] = serde_json::to_value(&timeline).expect("audit entries serialize");
-    Ok(Json(out))
+    .await
+}
+
+/// `GET /api/v1/changes[?limit=N]`, newest first.
+pub async fn list_changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let limit = plain_limit("changes", q)?;
+    let store = state.store.clone();
+    let changes = blocking(move || store.list_changes(limit)).await?;
+    Ok(Json(serde_json::json!({ "changes": changes })))
+}
+
+/// `GET /api/v1/changes/{id}`: the change with its timeline.
+pub async fn get_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let id: ChangeId = parse_id(&id)?;
+    with_timeline(&state, "change", id.to_string(), move |store| {
+        store.change(id)
+    })
+    .await
 }
 
 /// `GET /api/v1/incidents/{id}/timeline`: the incident's audit entries, oldest first.
@@ -197,9 +249,7 @@ pub async fn incident_timeline(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
-    let id: IncidentId = id
-        .parse()
-        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let id: IncidentId = parse_id(&id)?;
     let store = state.store.clone();
     let found = blocking(move || {
         if store.incident(id)?.is_none() {
