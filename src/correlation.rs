@@ -314,6 +314,10 @@ impl Correlator {
         id: IncidentId,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        if !rules.has_on_incident() {
+            // No script asks: skip the history walks.
+            return Ok(());
+        }
         let Some(incident) = p.peek_incident(id)? else {
             return Ok(());
         };

@@ -443,7 +443,12 @@ impl Rules {
         &self.files
     }
 
-    /// The scripts that define `on_alert`, in the order they run.
+    /// Whether any script defines `on_incident` (else there is nothing to ask).
+    pub fn has_on_incident(&self) -> bool {
+        self.scripts.iter().any(|s| s.on_incident)
+    }
+
+    /// The scripts that define a hook (on_alert, on_incident), in the order they run.
     pub fn script_names(&self) -> Vec<&str> {
         self.scripts.iter().map(|s| s.name.as_str()).collect()
     }
@@ -588,7 +593,7 @@ impl Rules {
         now: jiff::Timestamp,
     ) -> (Option<(String, ProblemSpec)>, Vec<RuleFailure>) {
         let mut failures = Vec::new();
-        if !self.scripts.iter().any(|s| s.on_incident) {
+        if !self.has_on_incident() {
             return (None, failures);
         }
         CALL_NOW.set(Some(now.as_second()));
