@@ -30,8 +30,64 @@ pub struct RawConfig {
     pub services: BTreeMap<String, RawService>,
     /// Dead-man switches: alerts that must keep arriving.
     pub heartbeats: Vec<RawHeartbeat>,
+    /// The priority matrix: impact (keys) × urgency (the array's high, medium, low).
+    pub priority: RawPriority,
+    /// Respond-by and resolve-by targets per priority (`[sla.P1]` … `[sla.P5]`).
+    pub sla: BTreeMap<String, RawTarget>,
+    /// Escalation of incidents not acknowledged by their respond-by time.
+    pub escalation: RawEscalation,
     /// Logging.
     pub log: RawLog,
+}
+
+/// `[priority]`: for each impact, the priorities for urgency high, medium and low.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPriority {
+    pub high: [String; 3],
+    pub medium: [String; 3],
+    pub low: [String; 3],
+}
+
+impl Default for RawPriority {
+    fn default() -> Self {
+        let row = |a: &str, b: &str, c: &str| [a.to_string(), b.to_string(), c.to_string()];
+        RawPriority {
+            high: row("P1", "P2", "P3"),
+            medium: row("P2", "P3", "P4"),
+            low: row("P3", "P4", "P5"),
+        }
+    }
+}
+
+/// One `[sla.Pn]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Seconds from opening to the first acknowledgement.
+    pub respond_secs: Option<u64>,
+    /// Seconds from opening to resolution.
+    pub resolve_secs: Option<u64>,
+}
+
+/// `[escalation]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEscalation {
+    pub levels: Vec<RawEscalationLevel>,
+}
+
+/// One `[[escalation.levels]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalationLevel {
+    /// Seconds past respond-by, still unacknowledged, at which this level is reached.
+    pub after_secs: u64,
+    /// Who is told (names the sinks resolve).
+    pub notify: Vec<String>,
+    /// Only incidents of these priorities climb this level (default: all).
+    #[serde(default)]
+    pub priorities: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +311,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub rules: RulesSettings,
     pub incidents: Policy,
+    pub escalation: crate::sla::Escalation,
     pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
 }
@@ -471,6 +528,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
 }
 
 fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> {
+    let (matrix, targets, escalation) = service_levels(&raw)?;
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -667,18 +725,118 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             services,
         },
         incidents: Policy {
+            matrix,
+            targets,
             auto_resolve: raw.incidents.auto_resolve,
             reopen_window_secs: raw.incidents.reopen_window_secs,
             flap_threshold: raw.incidents.flap_threshold,
             flap_window_secs: raw.incidents.flap_window_secs,
             change_link_secs: raw.incidents.change_link_secs,
         },
+        escalation,
         heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
         },
     })
+}
+
+/// `[priority]`, `[sla.*]` and `[escalation]` validated.
+fn service_levels(
+    raw: &RawConfig,
+) -> Result<
+    (
+        crate::sla::Matrix,
+        crate::sla::Targets,
+        crate::sla::Escalation,
+    ),
+    Invalid,
+> {
+    use crate::incidents::Priority;
+    use crate::sla::{EscalationLevel, Matrix, Target, Targets};
+    let mut matrix = Matrix::default();
+    for (row, (name, cells)) in [
+        ("high", &raw.priority.high),
+        ("medium", &raw.priority.medium),
+        ("low", &raw.priority.low),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (col, cell) in cells.iter().enumerate() {
+            matrix.0[row][col] = cell
+                .parse::<Priority>()
+                .map_err(|e| invalid(format!("priority.{name}[{col}]"), e))?;
+        }
+    }
+    let mut targets = Targets::default();
+    for (name, t) in &raw.sla {
+        let p: Priority = name
+            .parse()
+            .map_err(|e| invalid(format!("sla.{name}"), e))?;
+        let slot = &mut targets.0[p as usize];
+        let Target {
+            respond_secs,
+            resolve_secs,
+        } = *slot;
+        *slot = Target {
+            respond_secs: t.respond_secs.unwrap_or(respond_secs),
+            resolve_secs: t.resolve_secs.unwrap_or(resolve_secs),
+        };
+        if slot.respond_secs == 0 || slot.resolve_secs == 0 {
+            let field = if slot.respond_secs == 0 {
+                "respond_secs"
+            } else {
+                "resolve_secs"
+            };
+            return Err(invalid(
+                format!("sla.{name}.{field}"),
+                "must be greater than 0",
+            ));
+        }
+        if slot.respond_secs > slot.resolve_secs {
+            return Err(invalid(
+                format!("sla.{name}.respond_secs"),
+                format!(
+                    "respond_secs ({}) must not exceed resolve_secs ({})",
+                    slot.respond_secs, slot.resolve_secs
+                ),
+            ));
+        }
+    }
+    let mut levels: Vec<EscalationLevel> = Vec::new();
+    for (i, l) in raw.escalation.levels.iter().enumerate() {
+        let key = |field: &str| format!("escalation.levels[{i}].{field}");
+        if levels
+            .last()
+            .is_some_and(|prev| prev.after_secs > l.after_secs)
+        {
+            return Err(invalid(
+                key("after_secs"),
+                "levels must be in order: after_secs may not be smaller than the level before",
+            ));
+        }
+        if l.notify.is_empty() || l.notify.iter().any(|n| n.trim().is_empty()) {
+            return Err(invalid(
+                key("notify"),
+                "name at least one target, none empty",
+            ));
+        }
+        let mut priorities = Vec::new();
+        for (j, p) in l.priorities.iter().enumerate() {
+            priorities.push(
+                p.parse::<Priority>()
+                    .map_err(|e| invalid(format!("escalation.levels[{i}].priorities[{j}]"), e))?,
+            );
+        }
+        levels.push(EscalationLevel {
+            after_secs: l.after_secs,
+            notify: l.notify.clone(),
+            priorities,
+        });
+    }
+    Ok((matrix, targets, crate::sla::Escalation { levels }))
 }
 
 /// 1-based line and column of a byte offset.
@@ -744,6 +902,8 @@ mod tests {
         assert_eq!(s.rules.dir, PathBuf::from("rules"));
         assert!(s.incidents.auto_resolve);
         assert_eq!(s.incidents.reopen_window_secs, 3600);
+        assert_eq!(s.incidents, Policy::default());
+        assert!(s.escalation.levels.is_empty());
         assert_eq!(s.log.format, LogFormat::Text);
     }
 
@@ -770,6 +930,7 @@ mod tests {
         );
         assert_eq!(s.rules.limits, defaults.rules.limits);
         assert_eq!(s.incidents, defaults.incidents);
+        assert_eq!(s.escalation, defaults.escalation);
         assert_eq!(s.server.max_body_bytes, defaults.server.max_body_bytes);
         assert_eq!(
             (s.log.level.as_str(), s.log.format),
@@ -825,6 +986,61 @@ mod tests {
 
         let err = load("[log]\nlevel = \"info,[\"\n").unwrap_err();
         assert_eq!(err.key, "log.level");
+    }
+
+    #[test]
+    fn priority_matrix_targets_and_escalation_are_read_and_checked() {
+        use crate::incidents::{Level, Priority};
+        let s = load(
+            "[priority]\nhigh = [\"P1\", \"P1\", \"P2\"]\n\
+             [sla.P1]\nrespond_secs = 60\n\
+             [[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n\
+             [[escalation.levels]]\nafter_secs = 600\nnotify = [\"manager\"]\npriorities = [\"P1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.incidents.matrix.priority(Level::High, Level::Low),
+            Priority::P2
+        );
+        assert_eq!(
+            s.incidents.matrix.priority(Level::Low, Level::Low),
+            Priority::P5,
+            "rows not given keep their defaults"
+        );
+        let p1 = s.incidents.targets.of(Priority::P1);
+        assert_eq!((p1.respond_secs, p1.resolve_secs), (60, 4 * 3600));
+        assert_eq!(s.escalation.levels.len(), 2);
+        assert_eq!(s.escalation.levels[1].priorities, [Priority::P1]);
+
+        for (src, key, line) in [
+            (
+                "[priority]\nlow = [\"P3\", \"P4\", \"P9\"]\n",
+                "priority.low[2]",
+                2,
+            ),
+            ("[sla.P7]\nrespond_secs = 5\n", "sla.P7", 1),
+            ("[sla.P2]\nrespond_secs = 0\n", "sla.P2.respond_secs", 2),
+            (
+                "[sla.P2]\nrespond_secs = 90000\nresolve_secs = 60\n",
+                "sla.P2.respond_secs",
+                2,
+            ),
+            (
+                "[[escalation.levels]]\nafter_secs = 10\nnotify = [\"a\"]\n\
+                 [[escalation.levels]]\nafter_secs = 5\nnotify = [\"b\"]\n",
+                "escalation.levels[1].after_secs",
+                5,
+            ),
+            (
+                "[[escalation.levels]]\nafter_secs = 10\nnotify = []\n",
+                "escalation.levels[0].notify",
+                3,
+            ),
+        ] {
+            let err = load(src).unwrap_err();
+            assert_eq!(err.key, key, "{src}");
+            assert_eq!(err.position.map(|p| p.0), Some(line), "{src}: {err}");
+        }
     }
 
     #[test]

@@ -498,8 +498,14 @@ impl Correlator {
                             }
                             Placement::Open => {
                                 let id = p.allocate();
-                                let (mut inc, change) =
-                                    Incident::open(id, &spec, &verdict.rule, alert.starts_at, now);
+                                let (mut inc, change) = Incident::open(
+                                    id,
+                                    &spec,
+                                    &verdict.rule,
+                                    alert.starts_at,
+                                    now,
+                                    &self.policy,
+                                );
                                 inc.previous = latest.as_ref().map(|l| l.id);
                                 p.audit(now, &actor, change);
                                 if let Some(linked) = self.link_changes(p, &mut inc, now)? {

@@ -14,6 +14,7 @@ mod ids;
 pub mod incidents;
 pub mod problems;
 pub mod rules;
+pub mod sla;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -35,7 +35,14 @@ fn build(start: u64, n: u64, resolved: bool) -> Batch {
             urgency: Level::Medium,
             major: false,
         };
-        let (mut inc, opened) = Incident::open(IncidentId(id), &spec, "50-severity.rhai", now, now);
+        let (mut inc, opened) = Incident::open(
+            IncidentId(id),
+            &spec,
+            "50-severity.rhai",
+            now,
+            now,
+            &triaged::incidents::Policy::default(),
+        );
         let attached = inc.attach_firing(&fp, "SeedAlert", false, now);
         b.audit.push((now, "rule:50-severity.rhai".into(), opened));
         b.audit

@@ -550,6 +550,7 @@ fn an_incident() -> crate::incidents::Incident {
         "50-severity.rhai",
         "2026-01-01T00:00:00Z".parse().unwrap(),
         "2026-01-01T00:00:01Z".parse().unwrap(),
+        &crate::incidents::Policy::default(),
     )
     .0
 }

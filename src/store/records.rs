@@ -14,8 +14,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Source};
 use crate::audit::{AuditEntry, Change};
 use crate::changes::{ChangeId, ChangeRecord, ChangeStatus};
-use crate::incidents::{Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
+use crate::incidents::{Hold, Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
 use crate::problems::{Problem, ProblemId, ProblemStatus};
+use crate::sla;
 
 const V1: u8 = 1;
 
@@ -202,6 +203,11 @@ pub struct IncidentV1 {
     pub closed_at: Option<Timestamp>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
     pub updated_at: Timestamp,
+    pub owner: Option<String>,
+    pub assignee: Option<String>,
+    pub hold: Option<Hold>,
+    pub sla: sla::Clock,
+    pub review: Option<String>,
 }
 
 impl From<&Incident> for IncidentV1 {
@@ -236,6 +242,11 @@ impl From<&Incident> for IncidentV1 {
             resolved_at: i.resolved_at,
             closed_at: i.closed_at,
             updated_at: i.updated_at,
+            owner: i.owner.clone(),
+            assignee: i.assignee.clone(),
+            hold: i.hold.clone(),
+            sla: i.sla.clone(),
+            review: i.review.clone(),
         }
     }
 }
@@ -272,6 +283,11 @@ impl From<IncidentV1> for Incident {
             resolved_at: i.resolved_at,
             closed_at: i.closed_at,
             updated_at: i.updated_at,
+            owner: i.owner,
+            assignee: i.assignee,
+            hold: i.hold,
+            sla: i.sla,
+            review: i.review,
         }
     }
 }
@@ -530,6 +546,7 @@ mod tests {
             "default",
             t("2026-01-01T00:00:00Z"),
             t("2026-01-01T00:00:02Z"),
+            &crate::incidents::Policy::default(),
         );
         inc.resolve(
             ResolutionCode::Fixed,

@@ -50,7 +50,7 @@ use crate::incidents::{Incident, IncidentId};
 use crate::problems::{Problem, ProblemId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 8;
+const SCHEMA_VERSION: u64 = 9;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const NEXT_PROBLEM: &[u8] = b"next_problem";
@@ -1795,7 +1795,15 @@ mod tests {
             urgency: Level::Low,
             major: false,
         };
-        Incident::open(IncidentId(id), &spec, "default", t(0), t(0)).0
+        Incident::open(
+            IncidentId(id),
+            &spec,
+            "default",
+            t(0),
+            t(0),
+            &crate::incidents::Policy::default(),
+        )
+        .0
     }
 
     /// A batch opening incidents `ids` (each with one alert `f<id>`).

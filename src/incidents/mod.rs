@@ -11,6 +11,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Change;
+use crate::sla;
+
+mod lifecycle;
+
+pub use lifecycle::{Action, HoldReason, Refusal, Update};
 
 crate::ids::record_id!(
     /// `INC-<n>`.
@@ -124,18 +129,7 @@ pub enum Priority {
 
 /// DESIGN.md's default matrix: HH P1; HM, MH P2; HL, MM, LH P3; ML, LM P4; LL P5.
 pub fn default_priority(impact: Level, urgency: Level) -> Priority {
-    let rank = |l: Level| match l {
-        Level::High => 0,
-        Level::Medium => 1,
-        Level::Low => 2,
-    };
-    match rank(impact) + rank(urgency) {
-        0 => Priority::P1,
-        1 => Priority::P2,
-        2 => Priority::P3,
-        3 => Priority::P4,
-        _ => Priority::P5,
-    }
+    sla::Matrix::default().priority(impact, urgency)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -226,6 +220,23 @@ pub struct Incident {
     pub resolved_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// Accountable for the incident (a major incident's manager).
+    pub owner: Option<String>,
+    /// Working on it.
+    pub assignee: Option<String>,
+    /// Why and since when it is on hold (status `on_hold`): the SLA clocks pause.
+    pub hold: Option<Hold>,
+    /// Respond-by and resolve-by, pauses, breaches and the escalation level.
+    pub sla: sla::Clock,
+    /// The post-incident review note, required to close a major incident.
+    pub review: Option<String>,
+}
+
+/// Why an incident is on hold, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reason: HoldReason,
+    pub since: Timestamp,
 }
 
 /// Audit action of a firing alert joining an incident (from/to: firing counts).
@@ -236,6 +247,10 @@ pub const ALERTS_RESOLVED: &str = "alerts_resolved";
 /// Correlation settings the core needs, from `[incidents]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
+    /// Priority from impact × urgency.
+    pub matrix: sla::Matrix,
+    /// Respond-by and resolve-by per priority.
+    pub targets: sla::Targets,
     pub auto_resolve: bool,
     pub reopen_window_secs: u64,
     /// An incident opened on a service links the changes on it whose window reaches
@@ -245,6 +260,22 @@ pub struct Policy {
     /// `flap_window_secs` makes its incident flap; 0 turns flap detection off.
     pub flap_threshold: u32,
     pub flap_window_secs: u64,
+}
+
+impl Default for Policy {
+    /// The defaults of `[incidents]`, `[priority]` and `[sla]` (a config test keeps
+    /// them equal to what an empty config file gives).
+    fn default() -> Self {
+        Policy {
+            matrix: sla::Matrix::default(),
+            targets: sla::Targets::default(),
+            auto_resolve: true,
+            reopen_window_secs: 3600,
+            change_link_secs: 3600,
+            flap_threshold: 4,
+            flap_window_secs: 1800,
+        }
+    }
 }
 
 /// Audit action: an attached alert flaps; the incident stays open until it settles.
@@ -310,8 +341,9 @@ impl Incident {
         opened_by: &str,
         detected_at: Timestamp,
         now: Timestamp,
+        policy: &Policy,
     ) -> (Incident, Change) {
-        let priority = default_priority(spec.impact, spec.urgency);
+        let priority = policy.matrix.priority(spec.impact, spec.urgency);
         let inc = Incident {
             id,
             key: spec.key.clone(),
@@ -342,6 +374,11 @@ impl Incident {
             resolved_at: None,
             closed_at: None,
             updated_at: now,
+            owner: None,
+            assignee: None,
+            hold: None,
+            sla: sla::Clock::start(now, policy.targets.of(priority)),
+            review: None,
         };
         let change = Change::new(id.to_string(), "opened")
             .becomes(IncidentStatus::New.as_str())
@@ -494,6 +531,9 @@ impl Incident {
         now: Timestamp,
     ) -> Change {
         let from = self.status;
+        if let Some(h) = self.hold.take() {
+            self.sla.resume(h.since, now);
+        }
         self.status = IncidentStatus::Resolved;
         self.impact_end = Some(impact_end.max(self.impact_start));
         self.resolved_at = Some(now);
@@ -527,6 +567,17 @@ mod tests {
     }
 
     const POLICY: Policy = Policy {
+        matrix: sla::Matrix([
+            [Priority::P1, Priority::P2, Priority::P3],
+            [Priority::P2, Priority::P3, Priority::P4],
+            [Priority::P3, Priority::P4, Priority::P5],
+        ]),
+        targets: sla::Targets(
+            [sla::Target {
+                respond_secs: 100,
+                resolve_secs: 1000,
+            }; 5],
+        ),
         auto_resolve: true,
         reopen_window_secs: 600,
         change_link_secs: 0,
@@ -547,7 +598,8 @@ mod tests {
 
     #[test]
     fn an_incident_flaps_past_the_threshold_stays_open_and_settles_when_quiet() {
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         for flips in 1..=3 {
             assert_eq!(
@@ -592,7 +644,8 @@ mod tests {
 
     #[test]
     fn a_settled_incident_with_a_firing_alert_stays_open_and_zero_turns_flapping_off() {
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         inc.alert_flipped("a", "Disk", 4, t(10), &POLICY).unwrap();
         let changes = inc.settle(t(200), &POLICY);
@@ -603,7 +656,8 @@ mod tests {
             flap_threshold: 0,
             ..POLICY
         };
-        let (mut inc, _) = Incident::open(IncidentId(2), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(2), &spec("k"), "default", t(0), t(0), &POLICY);
         assert_eq!(inc.alert_flipped("a", "Disk", 1000, t(10), &off), None);
         assert_eq!(inc.flapping_since, None);
     }
@@ -638,7 +692,8 @@ mod tests {
 
     #[test]
     fn open_incident_takes_further_alerts() {
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         assert_eq!(
             place(Some(&inc), t(10), &POLICY),
@@ -653,7 +708,8 @@ mod tests {
 
     #[test]
     fn incident_resolves_when_every_alert_resolved() {
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(-5), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         inc.attach_firing("b", "Disk", false, t(0));
         let changes = inc.alert_resolved("a", "Disk", t(20), t(21), &POLICY);
@@ -678,7 +734,8 @@ mod tests {
             auto_resolve: false,
             ..POLICY
         };
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         inc.alert_resolved("a", "Disk", t(5), t(5), &policy);
         assert_eq!(inc.status, IncidentStatus::New);
@@ -691,7 +748,8 @@ mod tests {
 
     #[test]
     fn firing_within_reopen_window_reopens_later_opens_new() {
-        let (mut inc, _) = Incident::open(IncidentId(3), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(3), &spec("k"), "default", t(0), t(0), &POLICY);
         inc.attach_firing("a", "Disk", false, t(0));
         inc.alert_resolved("a", "Disk", t(100), t(100), &POLICY);
         assert_eq!(
@@ -717,7 +775,8 @@ mod tests {
 
     #[test]
     fn closed_or_cancelled_incidents_never_reopen() {
-        let (mut inc, _) = Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0));
+        let (mut inc, _) =
+            Incident::open(IncidentId(1), &spec("k"), "default", t(0), t(0), &POLICY);
         for status in [IncidentStatus::Closed, IncidentStatus::Cancelled] {
             inc.status = status;
             inc.resolved_at = Some(t(1));
