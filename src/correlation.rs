@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
-use crate::incidents::{self, Incident, IncidentId, Placement, Policy};
+use crate::incidents::{self, Action, Incident, IncidentId, Placement, Policy, Refusal};
 use crate::problems::{Problem, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
 use crate::store::{Batch, Store, StoreError, Ticket};
@@ -36,10 +36,50 @@ pub const MAX_BATCH_ALERTS: usize = 10_000;
 #[error("store unavailable: {0}")]
 pub struct Unavailable(pub String);
 
-/// The alerts of one request and where to answer.
+/// What one submission asks of correlation.
+#[derive(Debug)]
+pub enum Work {
+    /// The alerts of one request (none: a tick, so that time-driven work happens
+    /// without alerts).
+    Alerts(Vec<Alert>),
+    /// An operator's action on an incident, by `actor` (`token:<name>`).
+    Act {
+        id: IncidentId,
+        action: Action,
+        actor: String,
+    },
+}
+
+/// A submission and where to answer it.
 pub struct Submission {
-    pub alerts: Vec<Alert>,
-    pub done: oneshot::Sender<Result<(), Unavailable>>,
+    pub work: Work,
+    pub done: oneshot::Sender<Result<Reply, Unavailable>>,
+}
+
+impl Submission {
+    fn alerts(&self) -> &[Alert] {
+        match &self.work {
+            Work::Alerts(a) => a,
+            Work::Act { .. } => &[],
+        }
+    }
+}
+
+/// The answer to a submission, sent once its batch is durable.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Stored,
+    /// The incident as the action left it, or why nothing changed.
+    Acted(Result<Box<Incident>, ActionError>),
+}
+
+/// Why an operator's action changed nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    #[error("no incident {0}")]
+    NotFound(IncidentId),
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 /// The sending side, given to sources.
@@ -50,18 +90,38 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Hands alerts to correlation and waits until they are durably stored.
-    /// Waits for room when the queue is full (backpressure, not loss).
-    pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Unavailable> {
+    async fn send(&self, work: Work) -> Result<Reply, Unavailable> {
         let (done, answer) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        if self.tx.send(Submission { alerts, done }).await.is_err() {
+        if self.tx.send(Submission { work, done }).await.is_err() {
             self.metrics.queue_depth.dec();
             return Err(Unavailable("correlation has stopped".into()));
         }
         answer
             .await
             .unwrap_or_else(|_| Err(Unavailable("correlation stopped before answering".into())))
+    }
+
+    /// Hands alerts to correlation and waits until they are durably stored.
+    /// Waits for room when the queue is full (backpressure, not loss).
+    pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Unavailable> {
+        self.send(Work::Alerts(alerts)).await.map(|_| ())
+    }
+
+    /// Applies an operator's action to an incident; answers once it is durable (or
+    /// refused, with nothing written).
+    pub async fn act(
+        &self,
+        id: IncidentId,
+        action: Action,
+        actor: String,
+    ) -> Result<Result<Incident, ActionError>, Unavailable> {
+        match self.send(Work::Act { id, action, actor }).await? {
+            Reply::Acted(r) => Ok(r.map(|inc| *inc)),
+            Reply::Stored => Err(Unavailable(
+                "correlation answered an action as alerts".into(),
+            )),
+        }
     }
 }
 
@@ -127,12 +187,12 @@ impl Correlator {
         };
         self.metrics.incidents_flapping.set(flapping.len() as i64);
         while let Some(first) = rx.blocking_recv() {
-            let mut count = first.alerts.len();
+            let mut count = first.alerts().len();
             let mut subs = vec![first];
             while count < MAX_BATCH_ALERTS {
                 match rx.try_recv() {
                     Ok(s) => {
-                        count += s.alerts.len();
+                        count += s.alerts().len();
                         subs.push(s);
                     }
                     Err(_) => break,
@@ -149,13 +209,13 @@ impl Correlator {
             // alerts give the same records when replayed (`triaged rules test`).
             clock = subs
                 .iter()
-                .flat_map(|s| &s.alerts)
+                .flat_map(|s| s.alerts())
                 .map(|a| a.received_at)
                 .max()
                 .unwrap_or_else(Timestamp::now)
                 .max(clock);
             match self.process(&subs, &inflight, clock, &flapping) {
-                Ok((view, tally)) => {
+                Ok((view, tally, replies)) => {
                     for (id, inc) in &view.incidents {
                         if inc.flapping_since.is_some() {
                             flapping.insert(*id);
@@ -167,7 +227,7 @@ impl Correlator {
                     let view = Arc::new(view);
                     let ticket = view.ticket;
                     inflight.push_back(view);
-                    let senders = subs.into_iter().map(|s| s.done).collect();
+                    let senders = subs.into_iter().map(|s| s.done).zip(replies).collect();
                     if to_sync
                         .send(Appended {
                             ticket,
@@ -203,7 +263,7 @@ impl Correlator {
         inflight: &VecDeque<Arc<InFlight>>,
         now: Timestamp,
         flapping: &BTreeSet<IncidentId>,
-    ) -> Result<(InFlight, Tally), Unavailable> {
+    ) -> Result<(InFlight, Tally, Vec<Reply>), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
         let (start, start_problem) = match inflight.back() {
             Some(f) => (f.next_incident, f.next_problem),
@@ -215,16 +275,61 @@ impl Correlator {
         let mut pending = Pending::new(&*self.store, inflight, start, start_problem);
         let mut tally = Tally::default();
         let rules = self.rules.current();
-        for alert in subs.iter().flat_map(|s| &s.alerts) {
-            self.heartbeats.observe(alert);
-            self.apply(&mut pending, &rules, alert, now, &mut tally)
-                .map_err(unavailable)?;
+        let mut replies = Vec::with_capacity(subs.len());
+        for sub in subs {
+            match &sub.work {
+                Work::Alerts(alerts) => {
+                    for alert in alerts {
+                        self.heartbeats.observe(alert);
+                        self.apply(&mut pending, &rules, alert, now, &mut tally)
+                            .map_err(unavailable)?;
+                    }
+                    replies.push(Reply::Stored);
+                }
+                Work::Act { id, action, actor } => {
+                    let acted = self
+                        .act(&mut pending, *id, action, actor, now, &mut tally)
+                        .map_err(unavailable)?;
+                    replies.push(Reply::Acted(acted));
+                }
+            }
         }
         self.settle(&mut pending, flapping, now, &mut tally)
             .map_err(unavailable)?;
         let (batch, mut view) = pending.into_batch();
         view.ticket = self.store.append(batch).map_err(unavailable)?;
-        Ok((view, tally))
+        Ok((view, tally, replies))
+    }
+
+    /// An operator's action: applied to a copy of the incident, which joins the batch
+    /// with the action's audit entries only if the core accepts it.
+    fn act(
+        &self,
+        p: &mut Pending<'_>,
+        id: IncidentId,
+        action: &Action,
+        actor: &str,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<Result<Box<Incident>, ActionError>, StoreError> {
+        let Some(mut inc) = p.peek_incident(id)? else {
+            return Ok(Err(ActionError::NotFound(id)));
+        };
+        let was_open = inc.status.is_open();
+        let changes = match inc.act(action, now, &self.policy) {
+            Ok(c) => c,
+            Err(refusal) => return Ok(Err(ActionError::Refused(refusal))),
+        };
+        match (was_open, inc.status) {
+            (true, incidents::IncidentStatus::Resolved) => tally.resolved += 1,
+            (false, s) if s.is_open() => tally.reopened += 1,
+            _ => {}
+        }
+        for c in changes {
+            p.audit(now, actor, c);
+        }
+        *p.incident_mut(id)? = inc.clone();
+        Ok(Ok(Box::new(inc)))
     }
 
     /// Ends the flapping of incidents quiet for a flap window (and resolves them if
@@ -579,7 +684,7 @@ fn is_repeat(stored: &AlertState, alert: &Alert) -> bool {
 /// A batch appended to the store, waiting for its sync.
 struct Appended {
     ticket: Ticket,
-    senders: Vec<oneshot::Sender<Result<(), Unavailable>>>,
+    senders: Vec<(oneshot::Sender<Result<Reply, Unavailable>>, Reply)>,
     tally: Tally,
 }
 
@@ -630,8 +735,8 @@ fn sync_loop(
             }
         }
         for a in group {
-            for s in a.senders {
-                let _ = s.send(result.clone());
+            for (s, reply) in a.senders {
+                let _ = s.send(result.clone().map(|()| reply));
             }
         }
     }

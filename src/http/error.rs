@@ -17,12 +17,16 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// For 401: ask for credentials.
     pub challenge: bool,
+    /// For 409: the record's current status.
+    pub current: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: &'a str,
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<&'a str>,
 }
 
 impl ApiError {
@@ -33,7 +37,14 @@ impl ApiError {
             field: None,
             retry_after: None,
             challenge: false,
+            current: None,
         }
+    }
+
+    /// Names the record's current status (409).
+    pub fn current(mut self, status: impl Into<String>) -> Self {
+        self.current = Some(status.into());
+        self
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -68,6 +79,7 @@ impl IntoResponse for ApiError {
         let body = Body {
             error: &self.error,
             field: self.field.as_deref(),
+            current: self.current.as_deref(),
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {

@@ -5,6 +5,7 @@
 //! never touch sled or Rhai directly: reads go through the [`Store`] trait on the
 //! blocking pool, writes through the correlation queue.
 
+mod actions;
 mod auth;
 mod changes;
 mod error;
@@ -87,7 +88,14 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::alertmanager),
         )
         .route("/api/v1/incidents", get(records::list_incidents))
-        .route("/api/v1/incidents/{id}", get(records::get_incident))
+        .route(
+            "/api/v1/incidents/{id}",
+            get(records::get_incident).patch(actions::patch_incident),
+        )
+        .route(
+            "/api/v1/incidents/{id}/{action}",
+            post(actions::incident_action),
+        )
         .route(
             "/api/v1/incidents/{id}/timeline",
             get(records::incident_timeline),
