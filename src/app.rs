@@ -7,7 +7,7 @@
 //! and checkpoint the store, return.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -35,6 +35,8 @@ pub struct Daemon {
     heartbeats: Arc<Heartbeats>,
     /// Flap detection on: correlation needs ticks to settle flapping incidents.
     flap_detection: bool,
+    /// Correlation's earliest SLA deadline (Unix ns): a tick is due then.
+    next_due: Arc<AtomicI64>,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -169,12 +171,15 @@ impl Daemon {
                 .await
                 .context("heartbeat restore task failed")??;
         }
+        let next_due = Arc::new(AtomicI64::new(i64::MAX));
         let correlator = Correlator {
             store: store.clone(),
             rules: rules.clone(),
             policy: settings.incidents,
             metrics: metrics.clone(),
             heartbeats: heartbeats.clone(),
+            escalation: settings.escalation.clone(),
+            next_due: next_due.clone(),
         };
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
@@ -209,6 +214,7 @@ impl Daemon {
             reloader,
             heartbeats,
             flap_detection,
+            next_due,
         })
     }
 
@@ -234,15 +240,14 @@ impl Daemon {
                 .with_label_values(&[&name])
                 .set(i64::from(missing));
         }
-        let beating = (!self.heartbeats.is_empty() || self.flap_detection).then(|| {
-            tokio::spawn(timers(
-                self.heartbeats.clone(),
-                self.state.metrics.clone(),
-                self.flap_detection,
-                self.state.queue.clone(),
-                shutdown.clone(),
-            ))
-        });
+        let beating = tokio::spawn(timers(
+            self.heartbeats.clone(),
+            self.state.metrics.clone(),
+            self.flap_detection,
+            self.next_due.clone(),
+            self.state.queue.clone(),
+            shutdown.clone(),
+        ));
         self.state.set_ready(true);
         tracing::info!(%addr, "listening");
         let state = self.state.clone();
@@ -254,9 +259,7 @@ impl Daemon {
                 tracing::info!("shutting down: finishing in-flight requests");
             })
             .await;
-        if let Some(task) = beating {
-            let _ = task.await;
-        }
+        let _ = beating.await;
         // Dropping the last queue handle lets correlation drain, checkpoint and stop.
         *self
             .reloader
@@ -278,12 +281,14 @@ const SETTLE_TICK_SECS: u64 = 5;
 
 /// The daemon's clock, until `shutdown` fires: every second, submits what the
 /// heartbeats have due (a silent one's alert, or its resolution; a refused submission
-/// is retried next time); every few seconds, while an incident flaps, an empty
-/// submission so that correlation settles it.
+/// is retried next time), and an empty submission (a tick) when an SLA clock has
+/// something to record; every few seconds, while an incident flaps, a tick so that
+/// correlation settles it.
 async fn timers(
     heartbeats: Arc<Heartbeats>,
     metrics: Arc<Metrics>,
     flap_detection: bool,
+    next_due: Arc<AtomicI64>,
     queue: correlation::Queue,
     shutdown: CancellationToken,
 ) {
@@ -296,9 +301,13 @@ async fn timers(
             _ = tick.tick() => {}
         }
         seconds += 1;
-        // Only while something flaps (correlation keeps the gauge current).
-        if flap_detection && seconds % SETTLE_TICK_SECS == 0 && metrics.incidents_flapping.get() > 0
-        {
+        // Only while something flaps (correlation keeps the gauge current), or when a
+        // deadline has passed.
+        let settle = flap_detection
+            && seconds % SETTLE_TICK_SECS == 0
+            && metrics.incidents_flapping.get() > 0;
+        let now_ns = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+        if settle || now_ns > next_due.load(Ordering::SeqCst) {
             if let Err(e) = queue.submit(Vec::new()).await {
                 tracing::debug!(error = %e.0, "settle tick not processed");
             }

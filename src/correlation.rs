@@ -10,7 +10,7 @@
 //! a last checkpoint.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,8 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Action, Incident, IncidentId, Placement, Policy, Refusal};
+use crate::outbox::{Draft, EventKind};
 use crate::problems::{Problem, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
+use crate::sla;
 use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
 
@@ -136,6 +138,45 @@ pub struct Correlator {
     pub metrics: Arc<Metrics>,
     /// Told of every alert received (dead-man switches).
     pub heartbeats: Arc<crate::heartbeats::Heartbeats>,
+    /// The escalation levels of unacknowledged incidents.
+    pub escalation: sla::Escalation,
+    /// When the earliest SLA clock has something to record (Unix nanoseconds;
+    /// `i64::MAX`: none), for the daemon's timer task to send a tick then.
+    pub next_due: Arc<AtomicI64>,
+}
+
+/// The SLA clocks of open incidents, by when each has something to record next.
+#[derive(Default)]
+struct Timers {
+    due: BTreeSet<(Timestamp, IncidentId)>,
+    of: HashMap<IncidentId, Timestamp>,
+}
+
+impl Timers {
+    fn set(&mut self, id: IncidentId, due: Option<Timestamp>) {
+        if let Some(old) = self.of.remove(&id) {
+            self.due.remove(&(old, id));
+        }
+        if let Some(t) = due {
+            self.of.insert(id, t);
+            self.due.insert((t, id));
+        }
+    }
+
+    /// Incidents whose next event is due before `now` (a deadline is missed once it
+    /// has passed).
+    fn due_by(&self, now: Timestamp) -> Vec<IncidentId> {
+        self.due
+            .range(..(now, IncidentId(0)))
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    fn next(&self) -> i64 {
+        self.due.first().map_or(i64::MAX, |(t, _)| {
+            i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
+        })
+    }
 }
 
 /// Starts the correlation thread. It ends once every [`Queue`] clone is dropped and the
@@ -186,6 +227,8 @@ impl Correlator {
             }
         };
         self.metrics.incidents_flapping.set(flapping.len() as i64);
+        let mut timers = self.load_timers();
+        self.next_due.store(timers.next(), Ordering::SeqCst);
         while let Some(first) = rx.blocking_recv() {
             let mut count = first.alerts().len();
             let mut subs = vec![first];
@@ -214,7 +257,7 @@ impl Correlator {
                 .max()
                 .unwrap_or_else(Timestamp::now)
                 .max(clock);
-            match self.process(&subs, &inflight, clock, &flapping) {
+            match self.process(&subs, &inflight, clock, &flapping, &mut timers) {
                 Ok((view, tally, replies)) => {
                     for (id, inc) in &view.incidents {
                         if inc.flapping_since.is_some() {
@@ -222,7 +265,9 @@ impl Correlator {
                         } else {
                             flapping.remove(id);
                         }
+                        timers.set(*id, inc.sla_due(&self.escalation));
                     }
+                    self.next_due.store(timers.next(), Ordering::SeqCst);
                     self.metrics.incidents_flapping.set(flapping.len() as i64);
                     let view = Arc::new(view);
                     let ticket = view.ticket;
@@ -263,6 +308,7 @@ impl Correlator {
         inflight: &VecDeque<Arc<InFlight>>,
         now: Timestamp,
         flapping: &BTreeSet<IncidentId>,
+        timers: &mut Timers,
     ) -> Result<(InFlight, Tally, Vec<Reply>), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
         let (start, start_problem) = match inflight.back() {
@@ -295,6 +341,8 @@ impl Correlator {
             }
         }
         self.settle(&mut pending, flapping, now, &mut tally)
+            .map_err(unavailable)?;
+        self.check_sla(&mut pending, timers, now, &mut tally)
             .map_err(unavailable)?;
         let (batch, mut view) = pending.into_batch();
         view.ticket = self.store.append(batch).map_err(unavailable)?;
@@ -330,6 +378,79 @@ impl Correlator {
         }
         *p.incident_mut(id)? = inc.clone();
         Ok(Ok(Box::new(inc)))
+    }
+
+    /// The SLA clocks of the open incidents in the store, at start.
+    fn load_timers(&self) -> Timers {
+        let mut timers = Timers::default();
+        let ids = match self.store.open_incidents() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the open incidents; their SLA clocks are checked on their next change");
+                return timers;
+            }
+        };
+        for id in ids {
+            match self.store.incident(id) {
+                Ok(Some(inc)) => timers.set(id, inc.sla_due(&self.escalation)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, incident = %id, "cannot read an open incident's SLA clock")
+                }
+            }
+        }
+        timers
+    }
+
+    /// Records the SLA breaches and escalations due by `now`: audited as the system,
+    /// each with an outbox event for delivery.
+    fn check_sla(
+        &self,
+        p: &mut Pending<'_>,
+        timers: &mut Timers,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<(), StoreError> {
+        for id in timers.due_by(now) {
+            // On a copy first: only an incident with something to record joins the batch;
+            // one without has its timer set again from what it is now.
+            let Some(mut copy) = p.peek_incident(id)? else {
+                timers.set(id, None);
+                continue;
+            };
+            if copy.check_sla(now, &self.escalation).is_empty() {
+                timers.set(id, copy.sla_due(&self.escalation).filter(|t| *t >= now));
+                continue;
+            }
+            let inc = p.incident_mut(id)?;
+            let events = inc.check_sla(now, &self.escalation);
+            for (event, change) in events {
+                let (kind, detail, notify) = match event {
+                    sla::Event::RespondBreached { .. } => {
+                        tally.breached_respond += 1;
+                        (EventKind::SlaBreached, "respond".to_string(), Vec::new())
+                    }
+                    sla::Event::ResolveBreached { .. } => {
+                        tally.breached_resolve += 1;
+                        (EventKind::SlaBreached, "resolve".to_string(), Vec::new())
+                    }
+                    sla::Event::Escalated { level, notify } => {
+                        tally.escalated += 1;
+                        (EventKind::Escalated, format!("level {level}"), notify)
+                    }
+                };
+                tracing::warn!(incident = %id, event = kind.as_str(), %detail, "incident service level");
+                p.outbox.push(Draft {
+                    at: now,
+                    kind,
+                    record: id.to_string(),
+                    detail,
+                    notify,
+                });
+                p.audit(now, "system", change);
+            }
+        }
+        Ok(())
     }
 
     /// Ends the flapping of incidents quiet for a flap window (and resolves them if
@@ -727,6 +848,16 @@ fn sync_loop(
                     metrics.incidents_reopened.inc_by(a.tally.reopened);
                     metrics.incidents_resolved.inc_by(a.tally.resolved);
                     metrics.alerts_dropped.inc_by(a.tally.dropped);
+                    let t = &a.tally;
+                    for (target, n) in [
+                        ("respond", t.breached_respond),
+                        ("resolve", t.breached_resolve),
+                    ] {
+                        if n > 0 {
+                            metrics.sla_breaches.with_label_values(&[target]).inc_by(n);
+                        }
+                    }
+                    metrics.escalations.inc_by(t.escalated);
                 }
             }
             Err(e) => {
@@ -744,6 +875,9 @@ fn sync_loop(
 
 #[derive(Default)]
 struct Tally {
+    breached_respond: u64,
+    breached_resolve: u64,
+    escalated: u64,
     opened: u64,
     reopened: u64,
     resolved: u64,
@@ -771,6 +905,7 @@ struct Pending<'a> {
     problem_keys: HashMap<String, ProblemId>,
     problem_counter_start: u64,
     next_problem: u64,
+    outbox: Vec<Draft>,
 }
 
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
@@ -858,6 +993,7 @@ impl<'a> Pending<'a> {
             problem_keys: HashMap::new(),
             problem_counter_start: next_problem,
             next_problem,
+            outbox: Vec::new(),
         }
     }
 
@@ -1043,6 +1179,7 @@ impl<'a> Pending<'a> {
             problem_counter: (self.next_problem != self.problem_counter_start)
                 .then_some((self.problem_counter_start, self.next_problem)),
             problem_keys: self.problem_keys.into_iter().collect(),
+            outbox: self.outbox,
             // Changes are written by `POST /api/v1/changes`, not by correlation.
             ..Batch::default()
         };

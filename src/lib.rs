@@ -12,6 +12,7 @@ pub mod heartbeats;
 pub mod http;
 mod ids;
 pub mod incidents;
+pub mod outbox;
 pub mod problems;
 pub mod rules;
 pub mod sla;

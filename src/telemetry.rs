@@ -42,6 +42,8 @@ pub struct Metrics {
     pub incidents_resolved: IntCounter,
     pub alerts_dropped: IntCounter,
     pub problems_opened: IntCounter,
+    pub sla_breaches: IntCounterVec,
+    pub escalations: IntCounter,
     pub rule_errors: IntCounterVec,
     pub rules_reloads: IntCounterVec,
     pub config_reloads: IntCounterVec,
@@ -182,12 +184,21 @@ impl Metrics {
             incidents_reopened: counter("triaged_incidents_reopened_total", "Incidents reopened"),
             incidents_resolved: counter(
                 "triaged_incidents_resolved_total",
-                "Incidents resolved because every alert resolved",
+                "Incidents resolved (every alert resolved, or by hand)",
             ),
             alerts_dropped: counter("triaged_alerts_dropped_total", "Alerts a rule dropped"),
             problems_opened: counter(
                 "triaged_problems_opened_total",
                 "Problems opened by a rule's on_incident",
+            ),
+            sla_breaches: counter_vec(
+                "triaged_sla_breaches_total",
+                "SLA targets missed by incidents, by target (respond, resolve)",
+                &["target"],
+            ),
+            escalations: counter(
+                "triaged_incident_escalations_total",
+                "Escalation levels reached by unacknowledged incidents",
             ),
             rule_errors: counter_vec(
                 "triaged_rule_errors_total",

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             get(records::list_changes).post(changes::post_change),
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
+        .route("/api/v1/outbox", get(records::list_outbox))
         .route("/api/v1/problems", get(records::list_problems))
         .route("/api/v1/problems/{id}", get(records::get_problem))
         .route("/healthz", get(healthz))

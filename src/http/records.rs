@@ -39,9 +39,7 @@ fn limit(q: &ListQuery) -> Result<usize, ApiError> {
     }
 }
 
-fn query(
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListQuery, ApiError> {
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q).map_err(|e| {
         let text = e.body_text();
         let field = text
@@ -261,4 +259,37 @@ pub async fn incident_timeline(
     let timeline =
         found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")).field("id"))?;
     Ok(Json(serde_json::json!({ "id": id, "timeline": timeline })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/outbox[?after=SEQ][&limit=N]`: outbox events in order, after `after`.
+pub async fn list_outbox(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Need::Operator)?;
+    let q = query(q)?;
+    let after = match &q.after {
+        None => 0,
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "after",
+                format!("expected an event seq (a number), got {s:?}"),
+            )
+        })?,
+    };
+    let limit = limit(&ListQuery {
+        status: None,
+        limit: q.limit,
+    })?;
+    let store = state.store.clone();
+    let events = blocking(move || store.outbox_page(after, limit)).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
 }

@@ -414,6 +414,8 @@ fn run_sequence(
         policy,
         metrics,
         heartbeats: Arc::new(crate::heartbeats::Heartbeats::new(Vec::new(), base)),
+        escalation: crate::sla::Escalation::default(),
+        next_due: Arc::default(),
     };
     let (queue, finished) = crate::correlation::start(correlator, 16)
         .map_err(|e| format!("cannot start correlation: {e}"))?;

@@ -89,6 +89,8 @@ pub struct Batch {
     pub change_counter: Option<(u64, u64)>,
     /// A change's external id → the change.
     pub change_refs: Vec<(String, ChangeId)>,
+    /// Outbox events to append, in order (the store numbers them).
+    pub outbox: Vec<crate::outbox::Draft>,
 }
 
 impl Batch {
@@ -103,6 +105,7 @@ impl Batch {
             && self.problem_keys.is_empty()
             && self.changes.is_empty()
             && self.change_refs.is_empty()
+            && self.outbox.is_empty()
     }
 }
 
@@ -189,6 +192,15 @@ pub trait Store: Send + Sync + 'static {
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError>;
     /// The number the next incident will get.
     fn next_incident_number(&self) -> Result<u64, StoreError>;
+    /// Every open incident (new, acknowledged, in progress, on hold), for correlation
+    /// to watch their SLA clocks.
+    fn open_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;
+    /// Outbox events after `after` (by seq), in order, at most `limit`.
+    fn outbox_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::Event>, StoreError>;
     /// The incidents flapping now (`Incident::flapping_since` set), for correlation to
     /// watch until they settle.
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;

@@ -15,6 +15,7 @@ use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Sourc
 use crate::audit::{AuditEntry, Change};
 use crate::changes::{ChangeId, ChangeRecord, ChangeStatus};
 use crate::incidents::{Hold, Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
+use crate::outbox::{Event, EventKind};
 use crate::problems::{Problem, ProblemId, ProblemStatus};
 use crate::sla;
 
@@ -455,6 +456,44 @@ impl From<AuditEntryV1> for AuditEntry {
     }
 }
 
+/// An outbox event (`outbox` tree, and in the log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEventV1 {
+    pub seq: u64,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub record: String,
+    pub detail: String,
+    pub notify: Vec<String>,
+}
+
+impl From<&Event> for OutboxEventV1 {
+    fn from(e: &Event) -> Self {
+        OutboxEventV1 {
+            seq: e.seq,
+            at: e.at,
+            kind: e.kind,
+            record: e.record.clone(),
+            detail: e.detail.clone(),
+            notify: e.notify.clone(),
+        }
+    }
+}
+
+impl From<OutboxEventV1> for Event {
+    fn from(e: OutboxEventV1) -> Self {
+        Event {
+            seq: e.seq,
+            at: e.at,
+            kind: e.kind,
+            record: e.record,
+            detail: e.detail,
+            notify: e.notify,
+        }
+    }
+}
+
 /// One committed batch as the write-ahead log keeps it: every record it changed, the
 /// audit entries it appended and the incident counter after it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -474,6 +513,7 @@ pub struct WalBatchV1 {
     pub changes: Vec<ChangeV1>,
     pub change_refs: Vec<(String, u64)>,
     pub next_change: u64,
+    pub outbox: Vec<OutboxEventV1>,
 }
 
 #[cfg(test)]

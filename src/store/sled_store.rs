@@ -37,8 +37,8 @@ use sled::Tree;
 
 use super::hot::HotStates;
 use super::records::{
-    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, IncidentV1, ProblemV1,
-    WalBatchV1,
+    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, IncidentV1, OutboxEventV1,
+    ProblemV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
@@ -47,6 +47,7 @@ use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::changes::{ChangeId, ChangeRecord};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
+use crate::outbox::Event as OutboxEvent;
 use crate::problems::{Problem, ProblemId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -276,6 +277,7 @@ struct Applied {
     changes: Vec<ChangeRecord>,
     change_refs: Vec<(String, ChangeId)>,
     next_change: u64,
+    outbox: Vec<OutboxEvent>,
 }
 
 /// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
@@ -331,6 +333,7 @@ impl Applied {
                 .map(|(k, id)| (k.clone(), id.0))
                 .collect(),
             next_change: self.next_change,
+            outbox: self.outbox.iter().map(OutboxEventV1::from).collect(),
         }
     }
 
@@ -375,6 +378,7 @@ impl Applied {
                 .map(|(k, id)| (k, ChangeId(id)))
                 .collect(),
             next_change: w.next_change,
+            outbox: w.outbox.into_iter().map(Into::into).collect(),
         })
     }
 }
@@ -393,6 +397,7 @@ struct Overlay {
     problem_keys: HashMap<String, ProblemId>,
     changes: BTreeMap<ChangeId, ChangeRecord>,
     change_refs: HashMap<String, ChangeId>,
+    outbox: BTreeMap<u64, OutboxEvent>,
 }
 
 impl Overlay {
@@ -407,6 +412,7 @@ impl Overlay {
             + self.problem_keys.len()
             + self.changes.len()
             + self.change_refs.len()
+            + self.outbox.len()
     }
 
     fn apply(&mut self, a: Applied) {
@@ -428,6 +434,9 @@ impl Overlay {
             self.changes.insert(c.id, c);
         }
         self.change_refs.extend(a.change_refs);
+        for e in a.outbox {
+            self.outbox.insert(e.seq, e);
+        }
     }
 
     /// `newer` laid over `self`.
@@ -442,6 +451,7 @@ impl Overlay {
         self.problem_keys.extend(newer.problem_keys);
         self.changes.extend(newer.changes);
         self.change_refs.extend(newer.change_refs);
+        self.outbox.extend(newer.outbox);
     }
 }
 
@@ -468,6 +478,8 @@ struct State {
     next_change: u64,
     audit_seq: u64,
     audit_hash: String,
+    /// The last outbox event's seq.
+    outbox_seq: u64,
 }
 
 fn fingerprint_hash(fingerprint: &str) -> u64 {
@@ -494,6 +506,9 @@ impl State {
             .extend(applied.problem_keys.iter().cloned());
         self.next_problem = self.next_problem.max(applied.next_problem);
         self.next_change = self.next_change.max(applied.next_change);
+        if let Some(last) = applied.outbox.last() {
+            self.outbox_seq = self.outbox_seq.max(last.seq);
+        }
         if let Some(last) = applied.audit.last() {
             if last.seq > self.audit_seq {
                 self.audit_seq = last.seq;
@@ -528,6 +543,10 @@ struct Trees {
     change_refs: Tree,
     /// service ++ 0 ++ window end (ns, big-endian) ++ change id → nothing.
     change_index: Tree,
+    /// Incident id → nothing, for every open incident as of the last checkpoint.
+    open_incidents: Tree,
+    /// seq → outbox event.
+    outbox: Tree,
     meta: Tree,
 }
 
@@ -539,6 +558,7 @@ struct Log {
     next_change: u64,
     audit_seq: u64,
     audit_hash: String,
+    outbox_seq: u64,
     /// The last ticket handed out.
     ticket: Ticket,
     /// Set after a write or sync of the log failed: what was written since is in an
@@ -635,6 +655,8 @@ impl SledStore {
             changes: tree("changes")?,
             change_refs: tree("change_refs")?,
             change_index: tree("change_index")?,
+            open_incidents: tree("open_incidents")?,
+            outbox: tree("outbox")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -695,6 +717,10 @@ impl SledStore {
             next_change,
             audit_seq,
             audit_hash,
+            outbox_seq: match t.outbox.last().map_err(io)? {
+                None => 0,
+                Some((k, _)) => u64_of("outbox", &k, &k)?,
+            },
         };
         for kv in t.problem_keys.iter() {
             let (k, v) = kv.map_err(io)?;
@@ -747,6 +773,7 @@ impl SledStore {
                 next_change: state.next_change,
                 audit_seq: state.audit_seq,
                 audit_hash: state.audit_hash.clone(),
+                outbox_seq: state.outbox_seq,
                 ticket: 0,
                 failed: None,
             }),
@@ -1039,6 +1066,21 @@ impl Inner {
             }
         }
         t.flapping.apply_batch(flapping).map_err(io)?;
+        let mut open = sled::Batch::default();
+        for (id, inc) in &o.incidents {
+            match inc.status.is_open() {
+                true => open.insert(&id.0.to_be_bytes(), &[]),
+                false => open.remove(&id.0.to_be_bytes()),
+            }
+        }
+        t.open_incidents.apply_batch(open).map_err(io)?;
+        put_sorted(
+            &t.outbox,
+            o.outbox
+                .iter()
+                .map(|(seq, e)| (seq.to_be_bytes().to_vec(), encode(&OutboxEventV1::from(e))))
+                .collect(),
+        )?;
         put_sorted(
             &t.problems,
             o.problems
@@ -1442,6 +1484,40 @@ impl Store for SledStore {
         Ok(entries.into_values().collect())
     }
 
+    fn open_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
+        let mut ids = BTreeSet::new();
+        for kv in self.inner.t.open_incidents.iter() {
+            let (k, _) = kv.map_err(io)?;
+            ids.insert(IncidentId(u64_of("open_incidents", &k, &k)?));
+        }
+        for o in self.inner.state()?.overlays() {
+            for (id, inc) in &o.incidents {
+                if inc.status.is_open() {
+                    ids.insert(*id);
+                } else {
+                    ids.remove(id);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut page: BTreeMap<u64, OutboxEvent> = BTreeMap::new();
+        let from = after.saturating_add(1).to_be_bytes();
+        for kv in self.inner.t.outbox.range(from..).take(limit) {
+            let (k, v) = kv.map_err(io)?;
+            let e: OutboxEvent = decoded::<OutboxEventV1, _>("outbox", &k, &v)?;
+            page.insert(e.seq, e);
+        }
+        for o in self.inner.state()?.overlays() {
+            for (seq, e) in o.outbox.range(after.saturating_add(1)..).take(limit) {
+                page.insert(*seq, e.clone());
+            }
+        }
+        Ok(page.into_values().take(limit).collect())
+    }
+
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
         let mut ids = BTreeSet::new();
         for kv in self.inner.t.flapping.iter() {
@@ -1679,7 +1755,17 @@ impl Store for SledStore {
             hash.clone_from(&entry.hash);
             audit.push(EncodedEntry::new(&entry));
         }
+        let mut outbox_seq = log.outbox_seq;
+        let outbox = batch
+            .outbox
+            .into_iter()
+            .map(|d| {
+                outbox_seq += 1;
+                OutboxEvent::numbered(outbox_seq, d)
+            })
+            .collect();
         let applied = Applied {
+            outbox,
             contents: batch
                 .alert_contents
                 .iter()
@@ -1706,6 +1792,7 @@ impl Store for SledStore {
         log.next_change = next_change;
         log.audit_seq = seq;
         log.audit_hash = hash;
+        log.outbox_seq = outbox_seq;
         log.ticket += 1;
         let ticket = log.ticket;
         inner

@@ -1,0 +1,66 @@
+//! The outbox: events for delivery (chat, ticketing, email), written in the same
+//! atomic store commit as the record change they announce, so that an event exists
+//! exactly when its change does.
+//!
+//! Pure: the event types. Correlation drafts them, the store numbers and keeps them
+//! (`seq`, without gaps, in commit order); the delivery worker (sinks) reads them in
+//! order. Which events exist so far: SLA breaches and escalations.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An SLA target was missed (`detail`: respond or resolve).
+    SlaBreached,
+    /// An unacknowledged incident reached an escalation level; `notify` names whom
+    /// the level tells.
+    Escalated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SlaBreached => "sla_breached",
+            EventKind::Escalated => "escalated",
+        }
+    }
+}
+
+/// An event before the store numbered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub at: Timestamp,
+    pub kind: EventKind,
+    /// The record it is about (`INC-3`).
+    pub record: String,
+    pub detail: String,
+    /// Targets named by the policy that raised it (escalation levels).
+    pub notify: Vec<String>,
+}
+
+/// A stored outbox event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the outbox, from 1, without gaps.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub record: String,
+    pub detail: String,
+    pub notify: Vec<String>,
+}
+
+impl Event {
+    pub fn numbered(seq: u64, d: Draft) -> Event {
+        Event {
+            seq,
+            at: d.at,
+            kind: d.kind,
+            record: d.record,
+            detail: d.detail,
+            notify: d.notify,
+        }
+    }
+}
