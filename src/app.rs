@@ -97,6 +97,12 @@ impl Reloader {
         if s.heartbeats != new.heartbeats {
             restart.push("heartbeats");
         }
+        if s.escalation != new.escalation {
+            restart.push("escalation");
+        }
+        if s.maintenance != new.maintenance {
+            restart.push("maintenance");
+        }
         if format!("{:?}", s.log) != format!("{:?}", new.log) {
             restart.push("log");
         }
@@ -171,6 +177,18 @@ impl Daemon {
                 .await
                 .context("heartbeat restore task failed")??;
         }
+        let silences = {
+            let store = store.clone();
+            let all = tokio::task::spawn_blocking(move || store.silences())
+                .await
+                .context("silence load task failed")??;
+            let now = jiff::Timestamp::now();
+            Arc::new(crate::silences::SilenceSet::new(
+                all.into_iter()
+                    .filter(|s| s.state(now) != crate::silences::SilenceState::Expired)
+                    .collect(),
+            ))
+        };
         let next_due = Arc::new(AtomicI64::new(i64::MAX));
         let correlator = Correlator {
             store: store.clone(),
@@ -180,6 +198,8 @@ impl Daemon {
             heartbeats: heartbeats.clone(),
             escalation: settings.escalation.clone(),
             next_due: next_due.clone(),
+            silences: silences.clone(),
+            maintenance: settings.maintenance.clone(),
         };
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
@@ -194,6 +214,8 @@ impl Daemon {
             tokens: tokens.clone(),
             rules: rules.clone(),
             changes_lock: Arc::default(),
+            silences,
+            silences_lock: Arc::default(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });

@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub sla: BTreeMap<String, RawTarget>,
     /// Escalation of incidents not acknowledged by their respond-by time.
     pub escalation: RawEscalation,
+    /// Maintenance windows: alerts on their services are recorded but do not page.
+    pub maintenance: Vec<RawMaintenance>,
     /// Logging.
     pub log: RawLog,
 }
@@ -68,6 +70,22 @@ pub struct RawTarget {
     pub respond_secs: Option<u64>,
     /// Seconds from opening to resolution.
     pub resolve_secs: Option<u64>,
+}
+
+/// One `[[maintenance]]` window: either `starts_at` + `ends_at` (RFC 3339), or weekly
+/// `days` + `start` (`HH:MM`, UTC) + `duration_mins`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub name: String,
+    /// Services covered (empty: every service).
+    #[serde(default)]
+    pub services: Vec<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub days: Option<Vec<crate::silences::Day>>,
+    pub start: Option<String>,
+    pub duration_mins: Option<u64>,
 }
 
 /// `[escalation]`.
@@ -312,6 +330,7 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub incidents: Policy,
     pub escalation: crate::sla::Escalation,
+    pub maintenance: Vec<crate::silences::MaintenanceWindow>,
     pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
 }
@@ -529,6 +548,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
 
 fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> {
     let (matrix, targets, escalation) = service_levels(&raw)?;
+    let maintenance = maintenance_windows(&raw.maintenance)?;
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -734,12 +754,75 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             change_link_secs: raw.incidents.change_link_secs,
         },
         escalation,
+        maintenance,
         heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
         },
     })
+}
+
+/// `[[maintenance]]` validated.
+fn maintenance_windows(
+    raw: &[RawMaintenance],
+) -> Result<Vec<crate::silences::MaintenanceWindow>, Invalid> {
+    use crate::silences::{MaintenanceWindow, Schedule};
+    let mut out: Vec<MaintenanceWindow> = Vec::new();
+    for (i, m) in raw.iter().enumerate() {
+        let key = |field: &str| format!("maintenance[{i}].{field}");
+        if m.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if out.iter().any(|o| o.name == m.name) {
+            return Err(invalid(key("name"), format!("{:?} is used twice", m.name)));
+        }
+        let time = |field: &str, v: &str| {
+            v.parse::<jiff::Timestamp>().map_err(|e| {
+                invalid(
+                    key(field),
+                    format!("expected an RFC 3339 time like 2026-12-06T02:00:00Z: {e}"),
+                )
+            })
+        };
+        let schedule = match (&m.starts_at, &m.ends_at, &m.days, &m.start, m.duration_mins) {
+            (Some(a), Some(b), None, None, None) => {
+                let (starts_at, ends_at) = (time("starts_at", a)?, time("ends_at", b)?);
+                if ends_at <= starts_at {
+                    return Err(invalid(key("ends_at"), "must be after starts_at"));
+                }
+                Schedule::Once { starts_at, ends_at }
+            }
+            (None, None, Some(days), Some(start), Some(mins)) => {
+                if days.is_empty() {
+                    return Err(invalid(key("days"), "name at least one day"));
+                }
+                let start = jiff::civil::Time::strptime("%H:%M", start).map_err(|_| {
+                    invalid(key("start"), format!("expected HH:MM (UTC), got {start:?}"))
+                })?;
+                if !(1..=7 * 24 * 60).contains(&mins) {
+                    return Err(invalid(key("duration_mins"), "expected 1 to 10080 minutes"));
+                }
+                Schedule::Weekly {
+                    days: days.clone(),
+                    start,
+                    duration: jiff::SignedDuration::from_mins(mins as i64),
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    key("name"),
+                    "give either starts_at and ends_at, or days, start and duration_mins",
+                ))
+            }
+        };
+        out.push(MaintenanceWindow {
+            name: m.name.clone(),
+            services: m.services.clone(),
+            schedule,
+        });
+    }
+    Ok(out)
 }
 
 /// `[priority]`, `[sla.*]` and `[escalation]` validated.
@@ -1040,6 +1123,46 @@ mod tests {
             let err = load(src).unwrap_err();
             assert_eq!(err.key, key, "{src}");
             assert_eq!(err.position.map(|p| p.0), Some(line), "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn maintenance_windows_are_read_and_checked() {
+        let s = load(
+            "[[maintenance]]\nname = \"once\"\nservices = [\"db\"]\n\
+             starts_at = \"2026-12-06T02:00:00Z\"\nends_at = \"2026-12-06T04:00:00Z\"\n\
+             [[maintenance]]\nname = \"weekly\"\ndays = [\"sat\", \"sun\"]\nstart = \"23:30\"\nduration_mins = 90\n",
+        )
+        .unwrap();
+        assert_eq!(s.maintenance.len(), 2);
+        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+        assert!(s.maintenance[0]
+            .covers(Some("db"), at("2026-12-06T03:00:00Z"))
+            .is_some());
+        assert!(s.maintenance[1]
+            .covers(None, at("2026-12-07T00:30:00Z"))
+            .is_some());
+        for (src, key) in [
+            ("[[maintenance]]\nname = \"x\"\n", "maintenance[0].name"),
+            (
+                "[[maintenance]]\nname = \"x\"\nstarts_at = \"soon\"\nends_at = \"later\"\n",
+                "maintenance[0].starts_at",
+            ),
+            (
+                "[[maintenance]]\nname = \"x\"\nstarts_at = \"2026-12-06T04:00:00Z\"\nends_at = \"2026-12-06T02:00:00Z\"\n",
+                "maintenance[0].ends_at",
+            ),
+            (
+                "[[maintenance]]\nname = \"x\"\ndays = [\"sat\"]\nstart = \"25:00\"\nduration_mins = 5\n",
+                "maintenance[0].start",
+            ),
+            (
+                "[[maintenance]]\nname = \"x\"\ndays = [\"caturday\"]\nstart = \"01:00\"\nduration_mins = 5\n",
+                "maintenance[0].days[0]",
+            ),
+        ] {
+            let err = load(src).unwrap_err();
+            assert_eq!(err.key, key, "{src}: {err}");
         }
     }
 

@@ -23,6 +23,7 @@ use crate::incidents::{self, Action, Incident, IncidentId, Placement, Policy, Re
 use crate::outbox::{Draft, EventKind};
 use crate::problems::{Problem, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
+use crate::silences::{MaintenanceWindow, Quiet, QuietReason, SilenceId, SilenceSet};
 use crate::sla;
 use crate::store::{Batch, Store, StoreError, Ticket};
 use crate::telemetry::Metrics;
@@ -140,19 +141,48 @@ pub struct Correlator {
     pub heartbeats: Arc<crate::heartbeats::Heartbeats>,
     /// The escalation levels of unacknowledged incidents.
     pub escalation: sla::Escalation,
+    /// Silences in force (written by the silences API).
+    pub silences: Arc<SilenceSet>,
+    /// `[[maintenance]]` windows.
+    pub maintenance: Vec<MaintenanceWindow>,
     /// When the earliest SLA clock has something to record (Unix nanoseconds;
     /// `i64::MAX`: none), for the daemon's timer task to send a tick then.
     pub next_due: Arc<AtomicI64>,
 }
 
-/// The SLA clocks of open incidents, by when each has something to record next.
+/// The SLA clocks of open incidents, by when each has something to record next (or its
+/// quiet time ends), and the open incidents kept quiet by a silence (which can be
+/// expired early).
 #[derive(Default)]
 struct Timers {
     due: BTreeSet<(Timestamp, IncidentId)>,
     of: HashMap<IncidentId, Timestamp>,
+    silenced: HashMap<IncidentId, SilenceId>,
 }
 
 impl Timers {
+    /// Watches the incident as it is now.
+    fn watch(&mut self, inc: &Incident, escalation: &sla::Escalation) {
+        self.set(inc.id, inc.sla_due(escalation));
+        match inc
+            .quiet
+            .as_ref()
+            .filter(|q| q.reason == crate::silences::QuietReason::Silence && inc.status.is_open())
+        {
+            Some(q) => match q.by.parse() {
+                Ok(sid) => {
+                    self.silenced.insert(inc.id, sid);
+                }
+                Err(_) => {
+                    self.silenced.remove(&inc.id);
+                }
+            },
+            None => {
+                self.silenced.remove(&inc.id);
+            }
+        }
+    }
+
     fn set(&mut self, id: IncidentId, due: Option<Timestamp>) {
         if let Some(old) = self.of.remove(&id) {
             self.due.remove(&(old, id));
@@ -265,7 +295,7 @@ impl Correlator {
                         } else {
                             flapping.remove(id);
                         }
-                        timers.set(*id, inc.sla_due(&self.escalation));
+                        timers.watch(inc, &self.escalation);
                     }
                     self.next_due.store(timers.next(), Ordering::SeqCst);
                     self.metrics.incidents_flapping.set(flapping.len() as i64);
@@ -380,6 +410,47 @@ impl Correlator {
         Ok(Ok(Box::new(inc)))
     }
 
+    /// Why a firing alert does not page at `now`: a silence matching its labels, a
+    /// maintenance window on its service, or an approved (or running) change whose
+    /// window covers now on its service. `None`: it pages.
+    fn quiet_for(
+        &self,
+        p: &Pending<'_>,
+        alert: &Alert,
+        service: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Quiet>, StoreError> {
+        let quiet = |reason, by: String, until| Quiet {
+            reason,
+            by,
+            since: now,
+            until,
+        };
+        if let Some((id, until)) = self.silences.matching(&alert.labels, now) {
+            return Ok(Some(quiet(QuietReason::Silence, id.to_string(), until)));
+        }
+        let service = service.or_else(|| alert.label("service"));
+        for w in &self.maintenance {
+            if let Some(until) = w.covers(service, now) {
+                return Ok(Some(quiet(QuietReason::Maintenance, w.name.clone(), until)));
+            }
+        }
+        let Some(service) = service else {
+            return Ok(None);
+        };
+        use crate::changes::ChangeStatus;
+        let change = p
+            .store
+            .changes_on_service(service, now, now)?
+            .into_iter()
+            .find(|c| {
+                matches!(c.status, ChangeStatus::Approved | ChangeStatus::InProgress)
+                    && c.window_start <= now
+                    && now < c.window_end
+            });
+        Ok(change.map(|c| quiet(QuietReason::Change, c.id.to_string(), c.window_end)))
+    }
+
     /// The SLA clocks of the open incidents in the store, at start.
     fn load_timers(&self) -> Timers {
         let mut timers = Timers::default();
@@ -392,7 +463,7 @@ impl Correlator {
         };
         for id in ids {
             match self.store.incident(id) {
-                Ok(Some(inc)) => timers.set(id, inc.sla_due(&self.escalation)),
+                Ok(Some(inc)) => timers.watch(&inc, &self.escalation),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, incident = %id, "cannot read an open incident's SLA clock")
@@ -411,19 +482,53 @@ impl Correlator {
         now: Timestamp,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        for id in timers.due_by(now) {
+        let mut due = timers.due_by(now);
+        // Quiet by a silence that has ended early (expired by hand).
+        due.extend(
+            timers
+                .silenced
+                .iter()
+                .filter(|(_, sid)| !self.silences.is_active(**sid, now))
+                .map(|(id, _)| *id),
+        );
+        due.sort_unstable();
+        due.dedup();
+        for id in due {
+            let quiet_over = |inc: &Incident| {
+                inc.quiet.as_ref().is_some_and(|q| {
+                    now >= q.until
+                        || (q.reason == crate::silences::QuietReason::Silence
+                            && q.by
+                                .parse()
+                                .is_ok_and(|sid| !self.silences.is_active(sid, now)))
+                })
+            };
             // On a copy first: only an incident with something to record joins the batch;
             // one without has its timer set again from what it is now.
             let Some(mut copy) = p.peek_incident(id)? else {
                 timers.set(id, None);
+                timers.silenced.remove(&id);
                 continue;
             };
-            if copy.check_sla(now, &self.escalation).is_empty() {
+            if !quiet_over(&copy) && copy.check_sla(now, &self.escalation).is_empty() {
                 timers.set(id, copy.sla_due(&self.escalation).filter(|t| *t >= now));
                 continue;
             }
             let inc = p.incident_mut(id)?;
+            let ended = if quiet_over(inc) {
+                let why = format!("{} ended; it pages again", {
+                    let q = inc.quiet.as_ref().expect("quiet");
+                    format!("{} {}", q.reason.as_str(), q.by)
+                });
+                inc.end_quiet(why, now)
+            } else {
+                None
+            };
+            let quiet = inc.quiet.as_ref().map(|q| q.to_string());
             let events = inc.check_sla(now, &self.escalation);
+            if let Some(c) = ended {
+                p.audit(now, "system", c);
+            }
             for (event, change) in events {
                 let (kind, detail, notify) = match event {
                     sla::Event::RespondBreached { .. } => {
@@ -446,6 +551,7 @@ impl Correlator {
                     record: id.to_string(),
                     detail,
                     notify,
+                    quiet: quiet.clone(),
                 });
                 p.audit(now, "system", change);
             }
@@ -734,6 +840,17 @@ impl Correlator {
                                 );
                                 inc.previous = latest.as_ref().map(|l| l.id);
                                 p.audit(now, &actor, change);
+                                inc.quiet =
+                                    self.quiet_for(p, alert, spec.service.as_deref(), now)?;
+                                if let Some(q) = &inc.quiet {
+                                    p.audit(
+                                        now,
+                                        "system",
+                                        Change::new(id.to_string(), "quiet")
+                                            .becomes(q.to_string())
+                                            .detail(format!("{} does not page", alert.name())),
+                                    );
+                                }
                                 if let Some(linked) = self.link_changes(p, &mut inc, now)? {
                                     p.audit(now, "system", linked);
                                 }
@@ -747,6 +864,18 @@ impl Correlator {
                         let known = previous_incident == Some(id);
                         if !known {
                             p.attachments.push((id, alert.fingerprint.clone()));
+                        }
+                        // A quiet incident pages once an alert that pages joins it.
+                        if !opened_now && p.incident_mut(id)?.quiet.is_some() {
+                            let pages = self
+                                .quiet_for(p, alert, spec.service.as_deref(), now)?
+                                .is_none();
+                            if pages {
+                                let why = format!("{} pages", alert.name());
+                                if let Some(c) = p.incident_mut(id)?.end_quiet(why, now) {
+                                    p.audit(now, "system", c);
+                                }
+                            }
                         }
                         let inc = p.incident_mut(id)?;
                         let change =

@@ -15,6 +15,7 @@ pub mod incidents;
 pub mod outbox;
 pub mod problems;
 pub mod rules;
+pub mod silences;
 pub mod sla;
 pub mod sources;
 pub mod store;

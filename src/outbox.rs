@@ -38,6 +38,9 @@ pub struct Draft {
     pub detail: String,
     /// Targets named by the policy that raised it (escalation levels).
     pub notify: Vec<String>,
+    /// Why it must not page (a silence, a maintenance or change window): delivery
+    /// records it without notifying anyone.
+    pub quiet: Option<String>,
 }
 
 /// A stored outbox event.
@@ -50,6 +53,7 @@ pub struct Event {
     pub record: String,
     pub detail: String,
     pub notify: Vec<String>,
+    pub quiet: Option<String>,
 }
 
 impl Event {
@@ -61,6 +65,7 @@ impl Event {
             record: d.record,
             detail: d.detail,
             notify: d.notify,
+            quiet: d.quiet,
         }
     }
 }

@@ -165,6 +165,8 @@ pub struct Standing {
     /// Resolved, closed or cancelled: the resolve clock stopped.
     pub stopped: bool,
     pub on_hold: bool,
+    /// Silenced or in a maintenance window: breaches are recorded, nobody is paged.
+    pub quiet: bool,
 }
 
 impl Clock {
@@ -210,7 +212,7 @@ impl Clock {
             if self.respond_breached_at.is_none() {
                 consider(self.respond_by);
             }
-            if let Some((_, level)) = self.next_level(s.priority, escalation) {
+            if let Some((_, level)) = self.next_level(s.priority, escalation).filter(|_| !s.quiet) {
                 consider(plus(self.respond_by, secs(level.after_secs)));
             }
         }
@@ -254,7 +256,7 @@ impl Clock {
                 due: self.resolve_by,
             });
         }
-        if !s.responded {
+        if !s.responded && !s.quiet {
             while let Some((n, level)) = self.next_level(s.priority, escalation) {
                 if now < plus(self.respond_by, secs(level.after_secs)) {
                     break;
@@ -289,6 +291,7 @@ mod tests {
             responded: false,
             stopped: false,
             on_hold: false,
+            quiet: false,
         }
     }
 
@@ -453,6 +456,23 @@ mod tests {
             })
             .collect();
         assert_eq!(levels, [1, 2, 3]);
+    }
+
+    #[test]
+    fn quiet_incidents_breach_but_do_not_escalate() {
+        let mut c = Clock::start(t(0), TARGET);
+        let quiet = Standing {
+            quiet: true,
+            ..standing()
+        };
+        assert_eq!(
+            c.advance(quiet, t(500), &levels()),
+            [Event::RespondBreached { due: t(100) }]
+        );
+        assert_eq!(c.escalation_level, 0);
+        assert_eq!(c.next_due(quiet, &levels()), Some(t(1000)));
+        // Paging again: the levels due since are reached.
+        assert_eq!(c.advance(standing(), t(501), &levels()).len(), 2);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod auth;
 mod changes;
 mod error;
 mod records;
+mod silences;
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,10 @@ pub struct Shared {
     pub rules: Arc<RuleSet>,
     /// `POST /api/v1/changes` writes one change at a time (idempotency by external id).
     pub changes_lock: Arc<std::sync::Mutex<()>>,
+    /// The silences in force, shared with correlation.
+    pub silences: Arc<crate::silences::SilenceSet>,
+    /// Silences are written one at a time (their ids come from the store).
+    pub silences_lock: Arc<std::sync::Mutex<()>>,
     pub max_body_bytes: usize,
     /// False until the daemon is fully started and again while it drains.
     pub ready: AtomicBool,
@@ -110,6 +115,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
         .route("/api/v1/outbox", get(records::list_outbox))
+        .route(
+            "/api/v1/silences",
+            get(silences::list_silences).post(silences::post_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            get(silences::get_silence).delete(silences::delete_silence),
+        )
         .route("/api/v1/problems", get(records::list_problems))
         .route("/api/v1/problems/{id}", get(records::get_problem))
         .route("/healthz", get(healthz))

@@ -24,7 +24,12 @@ pub struct ListQuery {
 }
 
 fn limit(q: &ListQuery) -> Result<usize, ApiError> {
-    match &q.limit {
+    limit_of(q.limit.as_deref())
+}
+
+/// A `limit` query parameter: 1 to 1000, 100 when absent.
+pub(super) fn limit_of(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(s) => s
             .parse::<usize>()
@@ -39,7 +44,9 @@ fn limit(q: &ListQuery) -> Result<usize, ApiError> {
     }
 }
 
-fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
     q.map(|Query(q)| q).map_err(|e| {
         let text = e.body_text();
         let field = text
@@ -143,7 +150,7 @@ pub async fn get_alert(
 }
 
 /// A record id from the path (`INC-1`, `PRB-1`, `CHG-1`); 404 naming `id` otherwise.
-fn parse_id<T: std::str::FromStr<Err = String>>(id: &str) -> Result<T, ApiError> {
+pub(super) fn parse_id<T: std::str::FromStr<Err = String>>(id: &str) -> Result<T, ApiError> {
     id.parse()
         .map_err(|e: String| ApiError::not_found(e).field("id"))
 }
@@ -285,10 +292,7 @@ pub async fn list_outbox(
             )
         })?,
     };
-    let limit = limit(&ListQuery {
-        status: None,
-        limit: q.limit,
-    })?;
+    let limit = limit_of(q.limit.as_deref())?;
     let store = state.store.clone();
     let events = blocking(move || store.outbox_page(after, limit)).await?;
     Ok(Json(serde_json::json!({ "events": events })))

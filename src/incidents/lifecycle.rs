@@ -374,12 +374,33 @@ impl Incident {
             responded: self.acknowledged_at.is_some(),
             stopped: !self.status.is_open(),
             on_hold: self.status == IncidentStatus::OnHold,
+            quiet: self.quiet.is_some(),
         }
     }
 
-    /// When its clock next has something to record.
+    /// When its clock next has something to record, or its quiet time ends.
     pub fn sla_due(&self, escalation: &sla::Escalation) -> Option<Timestamp> {
-        self.sla.next_due(self.standing(), escalation)
+        let clock = self.sla.next_due(self.standing(), escalation);
+        let quiet = self
+            .quiet
+            .as_ref()
+            .filter(|_| self.status.is_open())
+            .map(|q| q.until);
+        match (clock, quiet) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Pages again (its quiet time is over, or an alert that pages joined it).
+    pub fn end_quiet(&mut self, why: String, now: Timestamp) -> Option<Change> {
+        let q = self.quiet.take()?;
+        self.updated_at = now;
+        Some(
+            Change::new(self.id.to_string(), "quiet")
+                .from_to(q.to_string(), "")
+                .detail(why),
+        )
     }
 
     /// Records the breaches and escalations due by `now`, each with its audit change.

@@ -230,6 +230,9 @@ pub struct Incident {
     pub sla: sla::Clock,
     /// The post-incident review note, required to close a major incident.
     pub review: Option<String>,
+    /// Set while the incident does not page: every alert that opened or joined it
+    /// since was silenced or inside a maintenance or approved change window.
+    pub quiet: Option<crate::silences::Quiet>,
 }
 
 /// Why an incident is on hold, since when.
@@ -379,6 +382,7 @@ impl Incident {
             hold: None,
             sla: sla::Clock::start(now, policy.targets.of(priority)),
             review: None,
+            quiet: None,
         };
         let change = Change::new(id.to_string(), "opened")
             .becomes(IncidentStatus::New.as_str())

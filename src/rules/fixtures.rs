@@ -416,6 +416,8 @@ fn run_sequence(
         heartbeats: Arc::new(crate::heartbeats::Heartbeats::new(Vec::new(), base)),
         escalation: crate::sla::Escalation::default(),
         next_due: Arc::default(),
+        silences: Arc::default(),
+        maintenance: Vec::new(),
     };
     let (queue, finished) = crate::correlation::start(correlator, 16)
         .map_err(|e| format!("cannot start correlation: {e}"))?;

@@ -91,6 +91,8 @@ pub struct Batch {
     pub change_refs: Vec<(String, ChangeId)>,
     /// Outbox events to append, in order (the store numbers them).
     pub outbox: Vec<crate::outbox::Draft>,
+    /// Silences to insert or replace (by id); written by the silences API only.
+    pub silences: Vec<crate::silences::Silence>,
 }
 
 impl Batch {
@@ -106,6 +108,7 @@ impl Batch {
             && self.changes.is_empty()
             && self.change_refs.is_empty()
             && self.outbox.is_empty()
+            && self.silences.is_empty()
     }
 }
 
@@ -195,6 +198,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every open incident (new, acknowledged, in progress, on hold), for correlation
     /// to watch their SLA clocks.
     fn open_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;
+    /// Every silence, by id (expired ones too: they are records).
+    fn silences(&self) -> Result<Vec<crate::silences::Silence>, StoreError>;
+    fn silence(
+        &self,
+        id: crate::silences::SilenceId,
+    ) -> Result<Option<crate::silences::Silence>, StoreError>;
+    /// The number the next silence gets (one more than the highest stored).
+    fn next_silence_number(&self) -> Result<u64, StoreError>;
     /// Outbox events after `after` (by seq), in order, at most `limit`.
     fn outbox_page(
         &self,

@@ -17,6 +17,7 @@ use crate::changes::{ChangeId, ChangeRecord, ChangeStatus};
 use crate::incidents::{Hold, Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
 use crate::outbox::{Event, EventKind};
 use crate::problems::{Problem, ProblemId, ProblemStatus};
+use crate::silences::{Matcher, Op, Silence, SilenceId};
 use crate::sla;
 
 const V1: u8 = 1;
@@ -209,6 +210,7 @@ pub struct IncidentV1 {
     pub hold: Option<Hold>,
     pub sla: sla::Clock,
     pub review: Option<String>,
+    pub quiet: Option<crate::silences::Quiet>,
 }
 
 impl From<&Incident> for IncidentV1 {
@@ -248,6 +250,7 @@ impl From<&Incident> for IncidentV1 {
             hold: i.hold.clone(),
             sla: i.sla.clone(),
             review: i.review.clone(),
+            quiet: i.quiet.clone(),
         }
     }
 }
@@ -289,6 +292,7 @@ impl From<IncidentV1> for Incident {
             hold: i.hold,
             sla: i.sla,
             review: i.review,
+            quiet: i.quiet,
         }
     }
 }
@@ -456,6 +460,64 @@ impl From<AuditEntryV1> for AuditEntry {
     }
 }
 
+/// A silence (`silences` tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SilenceV1 {
+    pub id: u64,
+    /// (label name, operator, value).
+    pub matchers: Vec<(String, Op, String)>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub starts_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub ends_at: Timestamp,
+    pub created_by: String,
+    pub comment: String,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub created_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub updated_at: Timestamp,
+}
+
+impl From<&Silence> for SilenceV1 {
+    fn from(s: &Silence) -> Self {
+        SilenceV1 {
+            id: s.id.0,
+            matchers: s
+                .matchers
+                .iter()
+                .map(|m| (m.name.clone(), m.op, m.value.clone()))
+                .collect(),
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            created_by: s.created_by.clone(),
+            comment: s.comment.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+impl TryFrom<SilenceV1> for Silence {
+    type Error = String;
+    fn try_from(s: SilenceV1) -> Result<Self, String> {
+        let matchers = s
+            .matchers
+            .iter()
+            .map(|(name, op, value)| Matcher::new(name, *op, value))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Silence {
+            id: SilenceId(s.id),
+            matchers,
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            created_by: s.created_by,
+            comment: s.comment,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+}
+
 /// An outbox event (`outbox` tree, and in the log).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxEventV1 {
@@ -466,6 +528,7 @@ pub struct OutboxEventV1 {
     pub record: String,
     pub detail: String,
     pub notify: Vec<String>,
+    pub quiet: Option<String>,
 }
 
 impl From<&Event> for OutboxEventV1 {
@@ -477,6 +540,7 @@ impl From<&Event> for OutboxEventV1 {
             record: e.record.clone(),
             detail: e.detail.clone(),
             notify: e.notify.clone(),
+            quiet: e.quiet.clone(),
         }
     }
 }
@@ -490,6 +554,7 @@ impl From<OutboxEventV1> for Event {
             record: e.record,
             detail: e.detail,
             notify: e.notify,
+            quiet: e.quiet,
         }
     }
 }
@@ -514,6 +579,7 @@ pub struct WalBatchV1 {
     pub change_refs: Vec<(String, u64)>,
     pub next_change: u64,
     pub outbox: Vec<OutboxEventV1>,
+    pub silences: Vec<SilenceV1>,
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use sled::Tree;
 use super::hot::HotStates;
 use super::records::{
     decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, IncidentV1, OutboxEventV1,
-    ProblemV1, WalBatchV1,
+    ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
@@ -49,6 +49,7 @@ use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
 use crate::outbox::Event as OutboxEvent;
 use crate::problems::{Problem, ProblemId};
+use crate::silences::{Silence, SilenceId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const SCHEMA_VERSION: u64 = 9;
@@ -278,6 +279,7 @@ struct Applied {
     change_refs: Vec<(String, ChangeId)>,
     next_change: u64,
     outbox: Vec<OutboxEvent>,
+    silences: Vec<Silence>,
 }
 
 /// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
@@ -334,6 +336,7 @@ impl Applied {
                 .collect(),
             next_change: self.next_change,
             outbox: self.outbox.iter().map(OutboxEventV1::from).collect(),
+            silences: self.silences.iter().map(SilenceV1::from).collect(),
         }
     }
 
@@ -379,6 +382,11 @@ impl Applied {
                 .collect(),
             next_change: w.next_change,
             outbox: w.outbox.into_iter().map(Into::into).collect(),
+            silences: w
+                .silences
+                .into_iter()
+                .map(Silence::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -398,6 +406,7 @@ struct Overlay {
     changes: BTreeMap<ChangeId, ChangeRecord>,
     change_refs: HashMap<String, ChangeId>,
     outbox: BTreeMap<u64, OutboxEvent>,
+    silences: BTreeMap<SilenceId, Silence>,
 }
 
 impl Overlay {
@@ -413,6 +422,7 @@ impl Overlay {
             + self.changes.len()
             + self.change_refs.len()
             + self.outbox.len()
+            + self.silences.len()
     }
 
     fn apply(&mut self, a: Applied) {
@@ -437,6 +447,9 @@ impl Overlay {
         for e in a.outbox {
             self.outbox.insert(e.seq, e);
         }
+        for x in a.silences {
+            self.silences.insert(x.id, x);
+        }
     }
 
     /// `newer` laid over `self`.
@@ -452,6 +465,7 @@ impl Overlay {
         self.changes.extend(newer.changes);
         self.change_refs.extend(newer.change_refs);
         self.outbox.extend(newer.outbox);
+        self.silences.extend(newer.silences);
     }
 }
 
@@ -480,6 +494,8 @@ struct State {
     audit_hash: String,
     /// The last outbox event's seq.
     outbox_seq: u64,
+    /// The highest silence id stored.
+    last_silence: u64,
 }
 
 fn fingerprint_hash(fingerprint: &str) -> u64 {
@@ -508,6 +524,9 @@ impl State {
         self.next_change = self.next_change.max(applied.next_change);
         if let Some(last) = applied.outbox.last() {
             self.outbox_seq = self.outbox_seq.max(last.seq);
+        }
+        for x in &applied.silences {
+            self.last_silence = self.last_silence.max(x.id.0);
         }
         if let Some(last) = applied.audit.last() {
             if last.seq > self.audit_seq {
@@ -547,6 +566,8 @@ struct Trees {
     open_incidents: Tree,
     /// seq → outbox event.
     outbox: Tree,
+    /// Silence id → silence.
+    silences: Tree,
     meta: Tree,
 }
 
@@ -657,6 +678,7 @@ impl SledStore {
             change_index: tree("change_index")?,
             open_incidents: tree("open_incidents")?,
             outbox: tree("outbox")?,
+            silences: tree("silences")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -720,6 +742,10 @@ impl SledStore {
             outbox_seq: match t.outbox.last().map_err(io)? {
                 None => 0,
                 Some((k, _)) => u64_of("outbox", &k, &k)?,
+            },
+            last_silence: match t.silences.last().map_err(io)? {
+                None => 0,
+                Some((k, _)) => u64_of("silences", &k, &k)?,
             },
         };
         for kv in t.problem_keys.iter() {
@@ -1074,6 +1100,13 @@ impl Inner {
             }
         }
         t.open_incidents.apply_batch(open).map_err(io)?;
+        put_sorted(
+            &t.silences,
+            o.silences
+                .iter()
+                .map(|(id, x)| (id.0.to_be_bytes().to_vec(), encode(&SilenceV1::from(x))))
+                .collect(),
+        )?;
         put_sorted(
             &t.outbox,
             o.outbox
@@ -1502,6 +1535,48 @@ impl Store for SledStore {
         Ok(ids.into_iter().collect())
     }
 
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let mut all: BTreeMap<SilenceId, Silence> = BTreeMap::new();
+        for kv in self.inner.t.silences.iter() {
+            let (k, v) = kv.map_err(io)?;
+            let x = decoded::<SilenceV1, SilenceV1>("silences", &k, &v)?;
+            let x = Silence::try_from(x).map_err(|message| StoreError::Corrupt {
+                tree: "silences",
+                key: format!("{k:?}"),
+                message,
+            })?;
+            all.insert(x.id, x);
+        }
+        for o in self.inner.state()?.overlays() {
+            all.extend(o.silences.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        Ok(all.into_values().collect())
+    }
+
+    fn silence(&self, id: SilenceId) -> Result<Option<Silence>, StoreError> {
+        if let Some(x) = self.inner.state()?.find(|o| o.silences.get(&id)) {
+            return Ok(Some(x));
+        }
+        let key = id.0.to_be_bytes();
+        match self.inner.t.silences.get(key).map_err(io)? {
+            None => Ok(None),
+            Some(v) => {
+                let x = decoded::<SilenceV1, SilenceV1>("silences", &key, &v)?;
+                Silence::try_from(x)
+                    .map(Some)
+                    .map_err(|message| StoreError::Corrupt {
+                        tree: "silences",
+                        key: id.to_string(),
+                        message,
+                    })
+            }
+        }
+    }
+
+    fn next_silence_number(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.state()?.last_silence + 1)
+    }
+
     fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         let mut page: BTreeMap<u64, OutboxEvent> = BTreeMap::new();
         let from = after.saturating_add(1).to_be_bytes();
@@ -1766,6 +1841,7 @@ impl Store for SledStore {
             .collect();
         let applied = Applied {
             outbox,
+            silences: batch.silences,
             contents: batch
                 .alert_contents
                 .iter()
