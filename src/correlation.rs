@@ -21,7 +21,7 @@ use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Action, Incident, IncidentId, Placement, Policy, Refusal};
 use crate::outbox::{Draft, EventKind};
-use crate::problems::{Problem, ProblemId};
+use crate::problems::{ManualProblem, Problem, ProblemAction, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
 use crate::silences::{MaintenanceWindow, Quiet, QuietReason, SilenceId, SilenceSet};
 use crate::sla;
@@ -51,6 +51,23 @@ pub enum Work {
         action: Action,
         actor: String,
     },
+    /// An operator's action on a problem.
+    ActProblem {
+        id: ProblemId,
+        action: ProblemAction,
+        actor: String,
+    },
+    /// A problem opened by hand.
+    OpenProblem {
+        problem: ManualProblem,
+        actor: String,
+    },
+    /// An incident linked to a problem by hand.
+    LinkProblem {
+        id: ProblemId,
+        incident: IncidentId,
+        actor: String,
+    },
 }
 
 /// A submission and where to answer it.
@@ -63,7 +80,7 @@ impl Submission {
     fn alerts(&self) -> &[Alert] {
         match &self.work {
             Work::Alerts(a) => a,
-            Work::Act { .. } => &[],
+            _ => &[],
         }
     }
 }
@@ -74,15 +91,68 @@ pub enum Reply {
     Stored,
     /// The incident as the action left it, or why nothing changed.
     Acted(Result<Box<Incident>, ActionError>),
+    /// The problem as the action left it, or why nothing changed.
+    Problem(Result<Box<Problem>, ActionError>),
 }
 
 /// Why an operator's action changed nothing.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
-    #[error("no incident {0}")]
-    NotFound(IncidentId),
-    #[error("{0}")]
-    Refused(Refusal),
+    /// A record the request names does not exist (404, naming the field).
+    #[error("{message}")]
+    NotFound {
+        field: &'static str,
+        message: String,
+    },
+    /// Not possible in the record's current status (409).
+    #[error("{message}")]
+    Conflict { current: String, message: String },
+    /// Needs a field the request lacks (422).
+    #[error("{message}")]
+    Missing {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl From<Refusal> for ActionError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::State { current, message } => ActionError::Conflict {
+                current: current.as_str().to_string(),
+                message,
+            },
+            Refusal::Missing { field, message } => ActionError::Missing { field, message },
+        }
+    }
+}
+
+impl From<crate::problems::Refusal> for ActionError {
+    fn from(r: crate::problems::Refusal) -> Self {
+        match r {
+            crate::problems::Refusal::State { current, message } => ActionError::Conflict {
+                current: current.as_str().to_string(),
+                message,
+            },
+            crate::problems::Refusal::Missing { field, message } => {
+                ActionError::Missing { field, message }
+            }
+        }
+    }
+}
+
+fn no_incident(id: IncidentId, field: &'static str) -> ActionError {
+    ActionError::NotFound {
+        field,
+        message: format!("no incident {id}"),
+    }
+}
+
+fn no_problem(id: ProblemId) -> ActionError {
+    ActionError::NotFound {
+        field: "id",
+        message: format!("no problem {id}"),
+    }
 }
 
 /// The sending side, given to sources.
@@ -121,8 +191,19 @@ impl Queue {
     ) -> Result<Result<Incident, ActionError>, Unavailable> {
         match self.send(Work::Act { id, action, actor }).await? {
             Reply::Acted(r) => Ok(r.map(|inc| *inc)),
-            Reply::Stored => Err(Unavailable(
-                "correlation answered an action as alerts".into(),
+            _ => Err(Unavailable(
+                "correlation answered another kind of work".into(),
+            )),
+        }
+    }
+
+    /// Problem work (an action, opening one, linking an incident); answers with the
+    /// problem once durable.
+    pub async fn problem(&self, work: Work) -> Result<Result<Problem, ActionError>, Unavailable> {
+        match self.send(work).await? {
+            Reply::Problem(r) => Ok(r.map(|p| *p)),
+            _ => Err(Unavailable(
+                "correlation answered another kind of work".into(),
             )),
         }
     }
@@ -368,6 +449,12 @@ impl Correlator {
                         .map_err(unavailable)?;
                     replies.push(Reply::Acted(acted));
                 }
+                work => {
+                    let done = self
+                        .problem_work(&mut pending, work, now)
+                        .map_err(unavailable)?;
+                    replies.push(Reply::Problem(done));
+                }
             }
         }
         self.settle(&mut pending, flapping, now, &mut tally)
@@ -391,12 +478,12 @@ impl Correlator {
         tally: &mut Tally,
     ) -> Result<Result<Box<Incident>, ActionError>, StoreError> {
         let Some(mut inc) = p.peek_incident(id)? else {
-            return Ok(Err(ActionError::NotFound(id)));
+            return Ok(Err(no_incident(id, "id")));
         };
         let was_open = inc.status.is_open();
         let changes = match inc.act(action, now, &self.policy) {
             Ok(c) => c,
-            Err(refusal) => return Ok(Err(ActionError::Refused(refusal))),
+            Err(refusal) => return Ok(Err(refusal.into())),
         };
         match (was_open, inc.status) {
             (true, incidents::IncidentStatus::Resolved) => tally.resolved += 1,
@@ -408,6 +495,135 @@ impl Correlator {
         }
         *p.incident_mut(id)? = inc.clone();
         Ok(Ok(Box::new(inc)))
+    }
+
+    /// A new incident whose key is a known error's gets its workaround and is linked
+    /// to it.
+    fn known_error(
+        &self,
+        p: &mut Pending<'_>,
+        inc: &mut Incident,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(problem) = p.problem_for_key(&inc.key)? else {
+            return Ok(());
+        };
+        let Some(workaround) = problem.known_workaround().map(str::to_string) else {
+            return Ok(());
+        };
+        let pid = problem.id;
+        let linked = problem.link(inc.id, now);
+        inc.problem = Some(pid);
+        inc.workaround = Some(workaround.clone());
+        if let Some(c) = linked {
+            p.audit(now, "system", c);
+        }
+        p.audit(
+            now,
+            "system",
+            Change::new(inc.id.to_string(), "workaround")
+                .becomes(workaround)
+                .detail(format!("known error {pid}")),
+        );
+        Ok(())
+    }
+
+    /// Problem work by hand: an action, opening one, linking an incident.
+    fn problem_work(
+        &self,
+        p: &mut Pending<'_>,
+        work: &Work,
+        now: Timestamp,
+    ) -> Result<Result<Box<Problem>, ActionError>, StoreError> {
+        match work {
+            Work::ActProblem { id, action, actor } => {
+                let Some(problem) = p.problem_mut(*id)? else {
+                    return Ok(Err(no_problem(*id)));
+                };
+                let mut copy = problem.clone();
+                let changes = match copy.act(action, now) {
+                    Ok(c) => c,
+                    Err(r) => return Ok(Err(r.into())),
+                };
+                *problem = copy.clone();
+                for c in changes {
+                    p.audit(now, actor, c);
+                }
+                Ok(Ok(Box::new(copy)))
+            }
+            Work::OpenProblem { problem, actor } => {
+                let mut linked = Vec::new();
+                for id in &problem.incidents {
+                    match p.peek_incident(*id)? {
+                        Some(inc) => linked.push(inc),
+                        None => return Ok(Err(no_incident(*id, "incidents"))),
+                    }
+                }
+                let key = match (&problem.key, linked.first()) {
+                    (Some(k), _) => k.clone(),
+                    (None, Some(inc)) => inc.key.clone(),
+                    (None, None) => {
+                        return Ok(Err(ActionError::Missing {
+                            field: "key",
+                            message: "give a key or at least one incident to link".into(),
+                        }))
+                    }
+                };
+                let pid = p.allocate_problem();
+                let (mut opened, changes) =
+                    Problem::open_by_hand(pid, problem, key.clone(), actor, now);
+                for c in changes {
+                    p.audit(now, actor, c);
+                }
+                for inc in &linked {
+                    if let Some(c) = opened.link(inc.id, now) {
+                        p.audit(now, actor, c);
+                    }
+                    let inc = p.incident_mut(inc.id)?;
+                    inc.problem = Some(pid);
+                    inc.updated_at = now;
+                    let c =
+                        Change::new(inc.id.to_string(), "problem_linked").detail(pid.to_string());
+                    p.audit(now, actor, c);
+                }
+                p.problem_keys.insert(key, pid);
+                p.problems.insert(pid, opened.clone());
+                self.metrics.problems_opened.inc();
+                Ok(Ok(Box::new(opened)))
+            }
+            Work::LinkProblem {
+                id,
+                incident,
+                actor,
+            } => {
+                if p.peek_incident(*incident)?.is_none() {
+                    return Ok(Err(no_incident(*incident, "incident")));
+                }
+                let Some(problem) = p.problem_mut(*id)? else {
+                    return Ok(Err(no_problem(*id)));
+                };
+                if problem.status == crate::problems::ProblemStatus::Closed {
+                    return Ok(Err(ActionError::Conflict {
+                        current: problem.status.as_str().to_string(),
+                        message: format!("cannot link an incident to {id}: it is closed"),
+                    }));
+                }
+                let linked = problem.link(*incident, now);
+                let copy = problem.clone();
+                if let Some(c) = linked {
+                    p.audit(now, actor, c);
+                    let inc = p.incident_mut(*incident)?;
+                    let before = inc.problem.map(|x| x.to_string()).unwrap_or_default();
+                    inc.problem = Some(*id);
+                    inc.updated_at = now;
+                    let c = Change::new(incident.to_string(), "problem_linked")
+                        .from_to(before, id.to_string());
+                    p.audit(now, actor, c);
+                }
+                Ok(Ok(Box::new(copy)))
+            }
+            Work::Alerts(_) | Work::Act { .. } => unreachable!("not problem work"),
+        }
     }
 
     /// Why a firing alert does not page at `now`: a silence matching its labels, a
@@ -840,6 +1056,7 @@ impl Correlator {
                                 );
                                 inc.previous = latest.as_ref().map(|l| l.id);
                                 p.audit(now, &actor, change);
+                                self.known_error(p, &mut inc, now)?;
                                 inc.quiet =
                                     self.quiet_for(p, alert, spec.service.as_deref(), now)?;
                                 if let Some(q) = &inc.quiet {
@@ -1145,6 +1362,11 @@ impl<'a> Pending<'a> {
                 None => return Ok(None),
             },
         };
+        self.problem_mut(id)
+    }
+
+    /// The problem, loaded into the batch on first use.
+    fn problem_mut(&mut self, id: ProblemId) -> Result<Option<&mut Problem>, StoreError> {
         if !self.problems.contains_key(&id) {
             let found = match self
                 .inflight

@@ -1,6 +1,9 @@
 //! Operator actions on incidents: `POST /api/v1/incidents/{id}/{action}` (acknowledge,
 //! start, hold, resolve, close, cancel, reopen, comment) and `PATCH
-//! /api/v1/incidents/{id}` (impact, urgency, assignee, owner, major).
+//! /api/v1/incidents/{id}` (impact, urgency, assignee, owner, major); on problems:
+//! `POST /api/v1/problems` (open by hand), `POST /api/v1/problems/{id}/{action}`
+//! (known_error, resolve, close, reopen, comment, link) and `PATCH
+//! /api/v1/problems/{id}` (title, root cause, workaround).
 //!
 //! Owns the request bodies (each action's own, unknown fields refused) and the
 //! mapping of refusals to statuses: 400 for a malformed body naming the field, 404 for
@@ -11,14 +14,14 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Deserializer};
 
 use super::{ApiError, AppState, Need};
 use crate::correlation::ActionError;
-use crate::incidents::{
-    Action, HoldReason, Incident, IncidentId, Level, Refusal, ResolutionCode, Update,
-};
+use crate::incidents::{Action, HoldReason, Incident, IncidentId, Level, ResolutionCode, Update};
+use crate::problems::{ManualProblem, ProblemAction, ProblemId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,17 +284,18 @@ async fn run(
             tracing::info!(incident = %id, action = name, by = %caller.name, "incident action");
             Ok(Json(incident))
         }
-        Err(ActionError::NotFound(id)) => {
-            Err(ApiError::not_found(format!("no incident {id}")).field("id"))
-        }
-        Err(ActionError::Refused(Refusal::State { current, message })) => {
-            Err(ApiError::new(StatusCode::CONFLICT, message)
-                .field("status")
-                .current(current.as_str()))
-        }
-        Err(ActionError::Refused(Refusal::Missing { field, message })) => {
-            Err(unprocessable(field, message))
-        }
+        Err(e) => Err(action_error(e)),
+    }
+}
+
+/// The HTTP answer to a refused action: 404, 409 naming the current status, or 422.
+pub(super) fn action_error(e: ActionError) -> ApiError {
+    match e {
+        ActionError::NotFound { field, message } => ApiError::not_found(message).field(field),
+        ActionError::Conflict { current, message } => ApiError::new(StatusCode::CONFLICT, message)
+            .field("status")
+            .current(current),
+        ActionError::Missing { field, message } => unprocessable(field, message),
     }
 }
 
@@ -313,4 +317,210 @@ pub async fn patch_incident(
     body: Body,
 ) -> Result<Json<Incident>, ApiError> {
     run(&state, &headers, &id, body, patch).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProblemBody {
+    title: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    incidents: Vec<IncidentId>,
+    #[serde(default)]
+    root_cause: Option<String>,
+    #[serde(default)]
+    workaround: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownErrorBody {
+    #[serde(default)]
+    root_cause: Option<String>,
+    #[serde(default)]
+    workaround: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProblemResolveBody {
+    #[serde(default)]
+    root_cause: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    incident: IncidentId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProblemPatchBody {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    root_cause: Option<String>,
+    #[serde(default)]
+    workaround: Option<String>,
+}
+
+/// Runs problem work through correlation and answers with the problem it left.
+async fn run_problem(
+    state: &AppState,
+    work: crate::correlation::Work,
+    created: bool,
+) -> Result<Response, ApiError> {
+    let done = state
+        .queue
+        .problem(work)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(action_error)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(done)).into_response())
+}
+
+/// `POST /api/v1/problems`: a problem opened by hand (201).
+pub async fn post_problem(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, Need::Operator)?;
+    let bytes = super::webhooks::json_body(&state, &headers, body, |_| {}).await?;
+    let b: NewProblemBody = parse(&bytes)?;
+    required_text("title", &b.title)?;
+    for (field, v) in [
+        ("key", &b.key),
+        ("root_cause", &b.root_cause),
+        ("workaround", &b.workaround),
+    ] {
+        text_field(field, v)?;
+    }
+    if b.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        return Err(unprocessable("key", "key must not be empty"));
+    }
+    let work = crate::correlation::Work::OpenProblem {
+        problem: ManualProblem {
+            title: b.title,
+            key: b.key,
+            incidents: b.incidents,
+            root_cause: b.root_cause,
+            workaround: b.workaround,
+        },
+        actor: caller.actor(),
+    };
+    run_problem(&state, work, true).await
+}
+
+/// `POST /api/v1/problems/{id}/{known_error|resolve|close|reopen|comment|link}`.
+pub async fn problem_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, name)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, Need::Operator)?;
+    let id: ProblemId = id
+        .parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let bytes = body_of(&state, &headers, body).await?;
+    let actor = caller.actor();
+    let action = match name.as_str() {
+        "known_error" => {
+            let b: KnownErrorBody = parse(&bytes)?;
+            text_field("root_cause", &b.root_cause)?;
+            text_field("workaround", &b.workaround)?;
+            ProblemAction::KnownError {
+                root_cause: b.root_cause,
+                workaround: b.workaround,
+            }
+        }
+        "resolve" => {
+            let b: ProblemResolveBody = parse(&bytes)?;
+            text_field("root_cause", &b.root_cause)?;
+            text_field("note", &b.note)?;
+            ProblemAction::Resolve {
+                root_cause: b.root_cause,
+                note: b.note,
+            }
+        }
+        "close" | "reopen" => {
+            let b: NoteBody = parse(&bytes)?;
+            text_field("note", &b.note)?;
+            if name == "close" {
+                ProblemAction::Close { note: b.note }
+            } else {
+                ProblemAction::Reopen { note: b.note }
+            }
+        }
+        "comment" => {
+            let b: CommentBody = parse(&bytes)?;
+            required_text("text", &b.text)?;
+            ProblemAction::Comment { text: b.text }
+        }
+        "link" => {
+            let b: LinkBody = parse(&bytes)?;
+            let work = crate::correlation::Work::LinkProblem {
+                id,
+                incident: b.incident,
+                actor,
+            };
+            return run_problem(&state, work, false).await;
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no problem action {other:?}; expected known_error, resolve, close, reopen, comment or link"
+            ))
+            .field("action"))
+        }
+    };
+    let work = crate::correlation::Work::ActProblem { id, action, actor };
+    run_problem(&state, work, false).await
+}
+
+/// `PATCH /api/v1/problems/{id}`: title, root cause, workaround.
+pub async fn patch_problem(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = state.authorize(&headers, Need::Operator)?;
+    let id: ProblemId = id
+        .parse()
+        .map_err(|e: String| ApiError::not_found(e).field("id"))?;
+    let bytes = body_of(&state, &headers, body).await?;
+    let b: ProblemPatchBody = parse(&bytes)?;
+    for (field, v) in [
+        ("title", &b.title),
+        ("root_cause", &b.root_cause),
+        ("workaround", &b.workaround),
+    ] {
+        text_field(field, v)?;
+    }
+    if b.title.is_none() && b.root_cause.is_none() && b.workaround.is_none() {
+        return Err(ApiError::bad_request(
+            "body",
+            "nothing to change: give title, root_cause or workaround",
+        ));
+    }
+    let work = crate::correlation::Work::ActProblem {
+        id,
+        action: ProblemAction::Update {
+            title: b.title,
+            root_cause: b.root_cause,
+            workaround: b.workaround,
+        },
+        actor: caller.actor(),
+    };
+    run_problem(&state, work, false).await
 }

@@ -123,8 +123,18 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/silences/{id}",
             get(silences::get_silence).delete(silences::delete_silence),
         )
-        .route("/api/v1/problems", get(records::list_problems))
-        .route("/api/v1/problems/{id}", get(records::get_problem))
+        .route(
+            "/api/v1/problems",
+            get(records::list_problems).post(actions::post_problem),
+        )
+        .route(
+            "/api/v1/problems/{id}",
+            get(records::get_problem).patch(actions::patch_problem),
+        )
+        .route(
+            "/api/v1/problems/{id}/{action}",
+            post(actions::problem_action),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

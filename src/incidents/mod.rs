@@ -233,6 +233,9 @@ pub struct Incident {
     /// Set while the incident does not page: every alert that opened or joined it
     /// since was silenced or inside a maintenance or approved change window.
     pub quiet: Option<crate::silences::Quiet>,
+    /// The workaround of the known error (the problem linked) its key matched when it
+    /// opened.
+    pub workaround: Option<String>,
 }
 
 /// Why an incident is on hold, since when.
@@ -383,6 +386,7 @@ impl Incident {
             sla: sla::Clock::start(now, policy.targets.of(priority)),
             review: None,
             quiet: None,
+            workaround: None,
         };
         let change = Change::new(id.to_string(), "opened")
             .becomes(IncidentStatus::New.as_str())

@@ -211,6 +211,7 @@ pub struct IncidentV1 {
     pub sla: sla::Clock,
     pub review: Option<String>,
     pub quiet: Option<crate::silences::Quiet>,
+    pub workaround: Option<String>,
 }
 
 impl From<&Incident> for IncidentV1 {
@@ -251,6 +252,7 @@ impl From<&Incident> for IncidentV1 {
             sla: i.sla.clone(),
             review: i.review.clone(),
             quiet: i.quiet.clone(),
+            workaround: i.workaround.clone(),
         }
     }
 }
@@ -293,6 +295,7 @@ impl From<IncidentV1> for Incident {
             sla: i.sla,
             review: i.review,
             quiet: i.quiet,
+            workaround: i.workaround,
         }
     }
 }
