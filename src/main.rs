@@ -84,6 +84,44 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Incidents of a running daemon: list, show, and act on them.
+    Incidents {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// Problems of a running daemon.
+    Problems {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: ProblemsCommand,
+    },
+    /// Silences of a running daemon.
+    Silences {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: SilencesCommand,
+    },
+    /// Service reports of a running daemon (ISO/IEC 20000-1 9.4).
+    Report {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// sla, incidents, problems or changes.
+        #[arg(value_parser = ["sla", "incidents", "problems", "changes"])]
+        kind: String,
+        /// From this time (RFC 3339; default: 30 days before --to).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Until this time (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Check the configuration file and the rules it points to, then exit.
     CheckConfig {
         /// Configuration file.
@@ -95,6 +133,408 @@ enum Command {
         )]
         config: PathBuf,
     },
+}
+
+/// How the operator commands reach the daemon, and what they print.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The daemon's address.
+    #[arg(
+        long,
+        global = true,
+        env = "TRIAGED_URL",
+        default_value = "http://127.0.0.1:9797"
+    )]
+    url: String,
+    /// An API token (operator or admin role).
+    #[arg(long, global = true, env = "TRIAGED_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// table (for people), json (the API's answer) or csv (reports, lists).
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    output: triaged::client::Output,
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// Incidents newest first.
+    List {
+        /// new, acknowledged, in_progress, on_hold, resolved, closed, cancelled, open
+        /// (any of the first four) or any.
+        #[arg(long)]
+        status: Option<String>,
+        /// P1 … P5.
+        #[arg(long)]
+        priority: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One incident with its SLA clock and timeline.
+    Show { id: String },
+    /// Acknowledge (stops escalation; the incident stays open).
+    Ack {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Start work (in_progress; from on_hold it resumes the SLA clocks).
+    Start {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Put on hold (SLA clocks pause).
+    Hold {
+        id: String,
+        /// awaiting_vendor, awaiting_customer or awaiting_change.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve with a resolution code and note.
+    Resolve {
+        id: String,
+        /// fixed, workaround, no_fault_found, duplicate or false_positive.
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Close a resolved incident (a major one needs --review).
+    Close {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+        /// The post-incident review.
+        #[arg(long)]
+        review: Option<String>,
+    },
+    /// Cancel (false_positive or duplicate).
+    Cancel {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reopen a resolved incident within the reopen window.
+    Reopen {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Add a comment to the timeline.
+    Comment { id: String, text: String },
+    /// Change impact, urgency (priority and SLA targets follow), assignee, owner or
+    /// the major flag.
+    Update {
+        id: String,
+        #[arg(long)]
+        impact: Option<String>,
+        #[arg(long)]
+        urgency: Option<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        major: Option<bool>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProblemsCommand {
+    /// Problems newest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One problem with its timeline.
+    Show { id: String },
+    /// Open a problem by hand.
+    Open {
+        #[arg(long)]
+        title: String,
+        /// Correlation key new incidents are matched by (default: the first incident's).
+        #[arg(long)]
+        key: Option<String>,
+        /// Incidents to link (repeat the option).
+        #[arg(long = "incident")]
+        incidents: Vec<String>,
+        #[arg(long)]
+        root_cause: Option<String>,
+        #[arg(long)]
+        workaround: Option<String>,
+    },
+    /// Record it as a known error (root cause and workaround).
+    KnownError {
+        id: String,
+        #[arg(long)]
+        root_cause: Option<String>,
+        #[arg(long)]
+        workaround: Option<String>,
+    },
+    /// Resolve (needs a root cause, given now or before).
+    Resolve {
+        id: String,
+        #[arg(long)]
+        root_cause: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Close a resolved problem.
+    Close {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reopen a resolved problem.
+    Reopen {
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Add a comment to the timeline.
+    Comment { id: String, text: String },
+    /// Link an incident.
+    Link { id: String, incident: String },
+}
+
+#[derive(Subcommand)]
+enum SilencesCommand {
+    /// Silence alerts matching every matcher (name=value, name!=value, name=~regex,
+    /// name!~regex).
+    Add {
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// Why.
+        #[arg(long)]
+        comment: String,
+        /// How long, from the start: 2h, 90m, 1d.
+        #[arg(long, conflicts_with = "until")]
+        duration: Option<String>,
+        /// Until this time (RFC 3339).
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// Start later than now (RFC 3339).
+        #[arg(long)]
+        starts: Option<jiff::Timestamp>,
+    },
+    /// Silences newest first (default: active and pending).
+    List {
+        /// active, pending, expired or any.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Expire a silence now (its creator or an admin).
+    Expire { id: String },
+}
+
+/// Runs an operator command against the daemon.
+fn api_command(
+    run: impl std::future::Future<Output = Result<String, triaged::client::Failure>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn endpoint(api: &ApiArgs) -> triaged::client::Endpoint {
+    triaged::client::Endpoint {
+        url: api.url.clone(),
+        token: api.token.clone(),
+    }
+}
+
+async fn incidents(
+    ep: triaged::client::Endpoint,
+    out: triaged::client::Output,
+    command: IncidentsCommand,
+) -> Result<String, triaged::client::Failure> {
+    use serde_json::json;
+    use triaged::client::{self as c, Call};
+    let act = |id: &str, action: &str, body: serde_json::Value| {
+        Call::post(format!("/api/v1/incidents/{id}/{action}"), body)
+    };
+    let call = match command {
+        IncidentsCommand::List {
+            status,
+            priority,
+            service,
+            limit,
+        } => {
+            let call = Call::get("/api/v1/incidents")
+                .with("status", status)
+                .with("priority", priority)
+                .with("service", service)
+                .with("limit", Some(limit));
+            return Ok(c::incidents_table(&c::send(&ep, call).await?, out));
+        }
+        IncidentsCommand::Show { id } => {
+            let v = c::send(&ep, Call::get(format!("/api/v1/incidents/{id}"))).await?;
+            return Ok(c::incident_detail(&v, out));
+        }
+        IncidentsCommand::Ack { id, note } => act(&id, "acknowledge", c::note_body(note)),
+        IncidentsCommand::Start { id, note } => act(&id, "start", c::note_body(note)),
+        IncidentsCommand::Reopen { id, note } => act(&id, "reopen", c::note_body(note)),
+        IncidentsCommand::Hold { id, reason, note } => {
+            act(&id, "hold", json!({"reason": reason, "note": note}))
+        }
+        IncidentsCommand::Resolve { id, code, note } => {
+            act(&id, "resolve", json!({"code": code, "note": note}))
+        }
+        IncidentsCommand::Close { id, note, review } => {
+            act(&id, "close", json!({"note": note, "review": review}))
+        }
+        IncidentsCommand::Cancel { id, reason, note } => {
+            act(&id, "cancel", json!({"reason": reason, "note": note}))
+        }
+        IncidentsCommand::Comment { id, text } => act(&id, "comment", json!({ "text": text })),
+        IncidentsCommand::Update {
+            id,
+            impact,
+            urgency,
+            assignee,
+            owner,
+            major,
+        } => {
+            let mut body = serde_json::Map::new();
+            for (k, v) in [
+                ("impact", impact),
+                ("urgency", urgency),
+                ("assignee", assignee),
+                ("owner", owner),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            if let Some(m) = major {
+                body.insert("major".into(), json!(m));
+            }
+            Call {
+                method: reqwest::Method::PATCH,
+                ..Call::post(format!("/api/v1/incidents/{id}"), body.into())
+            }
+        }
+    };
+    Ok(c::acted(&c::send(&ep, call).await?, out))
+}
+
+async fn problems(
+    ep: triaged::client::Endpoint,
+    out: triaged::client::Output,
+    command: ProblemsCommand,
+) -> Result<String, triaged::client::Failure> {
+    use serde_json::json;
+    use triaged::client::{self as c, Call};
+    let act = |id: &str, action: &str, body: serde_json::Value| {
+        Call::post(format!("/api/v1/problems/{id}/{action}"), body)
+    };
+    let call = match command {
+        ProblemsCommand::List { limit } => {
+            let call = Call::get("/api/v1/problems").with("limit", Some(limit));
+            return Ok(c::problems_table(&c::send(&ep, call).await?, out));
+        }
+        ProblemsCommand::Show { id } => {
+            let v = c::send(&ep, Call::get(format!("/api/v1/problems/{id}"))).await?;
+            return Ok(c::problem_detail(&v, out));
+        }
+        ProblemsCommand::Open {
+            title,
+            key,
+            incidents,
+            root_cause,
+            workaround,
+        } => Call::post(
+            "/api/v1/problems",
+            json!({"title": title, "key": key, "incidents": incidents,
+                   "root_cause": root_cause, "workaround": workaround}),
+        ),
+        ProblemsCommand::KnownError {
+            id,
+            root_cause,
+            workaround,
+        } => act(
+            &id,
+            "known_error",
+            json!({"root_cause": root_cause, "workaround": workaround}),
+        ),
+        ProblemsCommand::Resolve {
+            id,
+            root_cause,
+            note,
+        } => act(
+            &id,
+            "resolve",
+            json!({"root_cause": root_cause, "note": note}),
+        ),
+        ProblemsCommand::Close { id, note } => act(&id, "close", c::note_body(note)),
+        ProblemsCommand::Reopen { id, note } => act(&id, "reopen", c::note_body(note)),
+        ProblemsCommand::Comment { id, text } => act(&id, "comment", json!({ "text": text })),
+        ProblemsCommand::Link { id, incident } => act(&id, "link", json!({ "incident": incident })),
+    };
+    Ok(c::acted(&c::send(&ep, call).await?, out))
+}
+
+async fn silences(
+    ep: triaged::client::Endpoint,
+    out: triaged::client::Output,
+    command: SilencesCommand,
+) -> Result<String, triaged::client::Failure> {
+    use serde_json::json;
+    use triaged::client::{self as c, Call, Failure};
+    match command {
+        SilencesCommand::Add {
+            matchers,
+            comment,
+            duration,
+            until,
+            starts,
+        } => {
+            let mut parsed = Vec::new();
+            for m in &matchers {
+                let m = triaged::silences::Matcher::parse(m)
+                    .map_err(|e| Failure(format!("matcher {m:?}: {e}")))?;
+                parsed.push(json!({"name": m.name, "op": m.op, "value": m.value}));
+            }
+            let from = starts.unwrap_or_else(jiff::Timestamp::now);
+            let ends = c::silence_end(until, duration.as_deref(), from)?;
+            let body = json!({"matchers": parsed, "starts_at": starts, "ends_at": ends, "comment": comment});
+            let v = c::send(&ep, Call::post("/api/v1/silences", body)).await?;
+            Ok(c::silence_line(&v, out))
+        }
+        SilencesCommand::List { state } => {
+            let call = Call::get("/api/v1/silences").with("state", state);
+            Ok(c::silences_table(&c::send(&ep, call).await?, out))
+        }
+        SilencesCommand::Expire { id } => {
+            let call = Call {
+                method: reqwest::Method::DELETE,
+                ..Call::get(format!("/api/v1/silences/{id}"))
+            };
+            Ok(c::silence_line(&c::send(&ep, call).await?, out))
+        }
+    }
 }
 
 /// Where the rules come from: `--dir`, else the config file's `rules.dir`.
@@ -320,6 +760,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Incidents { api, command } => {
+            let (ep, out) = (endpoint(&api), api.output);
+            api_command(incidents(ep, out, command))
+        }
+        Command::Problems { api, command } => {
+            let (ep, out) = (endpoint(&api), api.output);
+            api_command(problems(ep, out, command))
+        }
+        Command::Silences { api, command } => {
+            let (ep, out) = (endpoint(&api), api.output);
+            api_command(silences(ep, out, command))
+        }
+        Command::Report {
+            api,
+            kind,
+            from,
+            to,
+            service,
+        } => {
+            let (ep, out) = (endpoint(&api), api.output);
+            api_command(async move {
+                use triaged::client::{self as c, Call};
+                let call = Call::get(format!("/api/v1/reports/{kind}"))
+                    .with("from", from)
+                    .with("to", to)
+                    .with("service", service);
+                Ok(c::report(&kind, &c::send(&ep, call).await?, out))
+            })
+        }
         Command::Rules { command } => rules_command(command),
         Command::Audit { command } => audit_command(command),
         Command::Export {

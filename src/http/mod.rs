@@ -10,6 +10,7 @@ mod auth;
 mod changes;
 mod error;
 mod records;
+mod reports;
 mod silences;
 mod webhooks;
 
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
         .route("/api/v1/outbox", get(records::list_outbox))
+        .route("/api/v1/reports/{kind}", get(reports::get_report))
         .route(
             "/api/v1/silences",
             get(silences::list_silences).post(silences::post_silence),

@@ -11,7 +11,7 @@ use crate::alerts::AlertStatus;
 use crate::changes::ChangeId;
 use crate::incidents::IncidentId;
 use crate::problems::ProblemId;
-use crate::store::{StatusFilter, Store, StoreError};
+use crate::store::{IncidentFilter, StatusFilter, Store, StoreError};
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -20,6 +20,15 @@ const MAX_LIMIT: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentQuery {
+    status: Option<String>,
+    priority: Option<String>,
+    service: Option<String>,
     limit: Option<String>,
 }
 
@@ -58,15 +67,16 @@ pub(super) fn query<T>(
     })
 }
 
-/// `GET /api/v1/incidents[?status=open|new|…|any][&limit=N]`, newest first.
+/// `GET /api/v1/incidents[?status=open|new|…|any][&priority=P1…][&service=S][&limit=N]`,
+/// newest first.
 pub async fn list_incidents(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<IncidentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
     let q = query(q)?;
-    let filter =
+    let status =
         match q.status.as_deref() {
             None | Some("any") => StatusFilter::Any,
             Some("open") => StatusFilter::Open,
@@ -74,9 +84,22 @@ pub async fn list_incidents(
                 ApiError::bad_request("status", format!("{e} (or open, any)"))
             })?),
         };
-    let limit = limit(&q)?;
+    let priority = q
+        .priority
+        .as_deref()
+        .map(|p| {
+            p.parse()
+                .map_err(|e: String| ApiError::bad_request("priority", e))
+        })
+        .transpose()?;
+    let filter = IncidentFilter {
+        status,
+        priority,
+        service: q.service.filter(|s| !s.is_empty()),
+    };
+    let limit = limit_of(q.limit.as_deref())?;
     let store = state.store.clone();
-    let incidents = blocking(move || store.list_incidents(filter, limit)).await?;
+    let incidents = blocking(move || store.list_incidents(&filter, limit)).await?;
     Ok(Json(serde_json::json!({ "incidents": incidents })))
 }
 

@@ -436,7 +436,7 @@ fn run_sequence(
     });
     let incidents: Vec<Incident> = {
         let mut all = store
-            .list_incidents(crate::store::StatusFilter::Any, usize::MAX)
+            .list_incidents(&crate::store::StatusFilter::Any.into(), usize::MAX)
             .map_err(|e| e.to_string())?;
         all.reverse(); // oldest first
         all

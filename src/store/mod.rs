@@ -132,6 +132,34 @@ impl StatusFilter {
     }
 }
 
+/// Which incidents to list: status, priority and service, all of which must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncidentFilter {
+    pub status: StatusFilter,
+    pub priority: Option<crate::incidents::Priority>,
+    pub service: Option<String>,
+}
+
+impl IncidentFilter {
+    pub fn matches(&self, inc: &Incident) -> bool {
+        self.status.matches(inc.status)
+            && self.priority.is_none_or(|p| p == inc.priority)
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|s| inc.service.as_deref() == Some(s))
+    }
+}
+
+impl From<StatusFilter> for IncidentFilter {
+    fn from(status: StatusFilter) -> Self {
+        IncidentFilter {
+            status,
+            ..IncidentFilter::default()
+        }
+    }
+}
+
 /// The store's state for readiness and metrics.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
@@ -187,7 +215,7 @@ pub trait Store: Send + Sync + 'static {
     /// Incidents newest first.
     fn list_incidents(
         &self,
-        filter: StatusFilter,
+        filter: &IncidentFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;
     fn incident_alerts(&self, id: IncidentId) -> Result<Vec<AlertRecord>, StoreError>;

@@ -41,7 +41,7 @@ use super::records::{
     ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
-use super::{Batch, Stats, StatusFilter, Store, StoreError, Ticket};
+use super::{Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::changes::{ChangeId, ChangeRecord};
@@ -1415,7 +1415,7 @@ impl Store for SledStore {
 
     fn list_incidents(
         &self,
-        filter: StatusFilter,
+        filter: &IncidentFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
         let mut overlay: BTreeMap<IncidentId, Incident> = BTreeMap::new();
@@ -1446,7 +1446,7 @@ impl Store for SledStore {
                     decoded::<IncidentV1, _>("incidents", &k, &v)?
                 }
             };
-            if filter.matches(inc.status) {
+            if filter.matches(&inc) {
                 out.push(inc);
             }
         }
@@ -1899,6 +1899,7 @@ mod tests {
     use crate::alerts::{Disposition, Source};
     use crate::audit::Change;
     use crate::incidents::{IncidentSpec, IncidentStatus, Level, ResolutionCode, ALERTS_ATTACHED};
+    use crate::store::StatusFilter;
     use jiff::Timestamp;
 
     fn settings(dir: &Path) -> StoreSettings {
@@ -2011,21 +2012,25 @@ mod tests {
         store.commit(b).unwrap();
 
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Any, 100).unwrap()),
+            ids(store
+                .list_incidents(&StatusFilter::Any.into(), 100)
+                .unwrap()),
             vec![5, 4, 3, 2, 1]
         );
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Open, 100).unwrap()),
+            ids(store
+                .list_incidents(&StatusFilter::Open.into(), 100)
+                .unwrap()),
             vec![5, 4, 3, 1]
         );
         assert_eq!(
             ids(store
-                .list_incidents(StatusFilter::Is(IncidentStatus::Resolved), 100)
+                .list_incidents(&StatusFilter::Is(IncidentStatus::Resolved).into(), 100)
                 .unwrap()),
             vec![2]
         );
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Any, 2).unwrap()),
+            ids(store.list_incidents(&StatusFilter::Any.into(), 2).unwrap()),
             vec![5, 4]
         );
         assert_eq!(
@@ -2130,7 +2135,9 @@ mod tests {
         }
         let store = SledStore::open(&settings(dir.path())).unwrap();
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Any, 100).unwrap()),
+            ids(store
+                .list_incidents(&StatusFilter::Any.into(), 100)
+                .unwrap()),
             vec![4, 3, 2, 1]
         );
         assert_eq!(store.next_incident_number().unwrap(), 5);
@@ -2207,7 +2214,7 @@ mod tests {
         assert_eq!(store.next_incident_number().unwrap(), 1);
         store.sync(second).unwrap();
         assert_eq!(
-            ids(store.list_incidents(StatusFilter::Any, 10).unwrap()),
+            ids(store.list_incidents(&StatusFilter::Any.into(), 10).unwrap()),
             vec![4, 3, 2, 1]
         );
         assert_eq!(store.next_incident_number().unwrap(), 5);
@@ -2255,7 +2262,10 @@ mod tests {
             assert!(store.inner.state().unwrap().live.len() < 100 * HARD_LIMIT_FACTOR + 250);
         }
         assert_eq!(
-            store.list_incidents(StatusFilter::Any, 2000).unwrap().len(),
+            store
+                .list_incidents(&StatusFilter::Any.into(), 2000)
+                .unwrap()
+                .len(),
             1000
         );
     }
