@@ -53,6 +53,9 @@ struct ReloaderInner {
     metrics: Arc<Metrics>,
     /// What the daemon started with, to name the settings a reload cannot change.
     started: Settings,
+    /// The view `GET /api/v1/config` shows: the started settings with what reloads
+    /// changed (rules, tokens).
+    config: Arc<std::sync::RwLock<serde_json::Value>>,
     watcher: Mutex<Option<RulesWatcher>>,
 }
 
@@ -69,6 +72,11 @@ impl Reloader {
         let old_dir = rules.dir();
         rules.reconfigure(&new.rules.dir, new.rules.env(), Trigger::Sighup)?;
         *inner.tokens.write().unwrap_or_else(|p| p.into_inner()) = new.server.tokens.clone();
+        {
+            let mut view = inner.config.write().unwrap_or_else(|p| p.into_inner());
+            view["rules"] = crate::config::rules_view(&new.rules);
+            view["tokens"] = crate::config::tokens_view(&new.server.tokens);
+        }
         let mut watcher = inner.watcher.lock().unwrap_or_else(|p| p.into_inner());
         if !new.rules.watch {
             *watcher = None;
@@ -204,6 +212,7 @@ impl Daemon {
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
         let tokens = Arc::new(std::sync::RwLock::new(settings.server.tokens.clone()));
+        let config = Arc::new(std::sync::RwLock::new(settings.view()));
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -216,6 +225,7 @@ impl Daemon {
             changes_lock: Arc::default(),
             silences,
             silences_lock: Arc::default(),
+            config: config.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });
@@ -226,6 +236,7 @@ impl Daemon {
                 tokens,
                 metrics: state.metrics.clone(),
                 started: settings,
+                config,
                 watcher: Mutex::new(watcher),
             }),
         };

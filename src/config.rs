@@ -335,6 +335,109 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
+impl Settings {
+    /// What `GET /api/v1/config` shows: every setting, token names and roles but never
+    /// their secrets.
+    pub fn view(&self) -> serde_json::Value {
+        use serde_json::json;
+        let p = &self.incidents;
+        let levels = ["high", "medium", "low"];
+        let matrix: serde_json::Map<String, serde_json::Value> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let row: Vec<&str> = p.matrix.0[i].iter().map(|x| x.as_str()).collect();
+                (l.to_string(), json!(row))
+            })
+            .collect();
+        let sla: serde_json::Map<String, serde_json::Value> = crate::incidents::Priority::ALL
+            .iter()
+            .map(|pr| {
+                let t = p.targets.of(*pr);
+                (
+                    pr.as_str().to_string(),
+                    json!({"respond_secs": t.respond_secs, "resolve_secs": t.resolve_secs}),
+                )
+            })
+            .collect();
+        let maintenance: Vec<serde_json::Value> = self
+            .maintenance
+            .iter()
+            .map(|m| {
+                let schedule = match &m.schedule {
+                    crate::silences::Schedule::Once { starts_at, ends_at } => {
+                        json!({"starts_at": starts_at, "ends_at": ends_at})
+                    }
+                    crate::silences::Schedule::Weekly {
+                        days,
+                        start,
+                        duration,
+                    } => json!({"days": days, "start": start.strftime("%H:%M").to_string(),
+                               "duration_mins": duration.as_mins()}),
+                };
+                json!({"name": m.name, "services": m.services, "schedule": schedule})
+            })
+            .collect();
+        json!({
+            "server": {
+                "listen": self.server.listen.to_string(),
+                "max_body_bytes": self.server.max_body_bytes,
+            },
+            "tokens": tokens_view(&self.server.tokens),
+            "store": {
+                "data_dir": self.store.data_dir,
+                "cache_capacity_bytes": self.store.cache_capacity_bytes,
+                "checkpoint_interval_secs": self.store.checkpoint_interval_secs,
+                "checkpoint_max_records": self.store.checkpoint_max_records,
+            },
+            "rules": rules_view(&self.rules),
+            "incidents": {
+                "auto_resolve": p.auto_resolve,
+                "reopen_window_secs": p.reopen_window_secs,
+                "flap_threshold": p.flap_threshold,
+                "flap_window_secs": p.flap_window_secs,
+                "change_link_secs": p.change_link_secs,
+            },
+            "priority": matrix,
+            "sla": sla,
+            "escalation": {"levels": self.escalation.levels},
+            "maintenance": maintenance,
+            "heartbeats": self.heartbeats.iter().map(|h| json!({
+                "name": h.name, "alertname": h.alertname, "labels": h.labels,
+                "interval_secs": h.interval.as_secs(), "service": h.service, "severity": h.severity,
+            })).collect::<Vec<_>>(),
+            "log": {"level": self.log.level, "format": format!("{:?}", self.log.format).to_lowercase()},
+        })
+    }
+}
+
+/// Token names and roles (never secrets), for the config view.
+pub fn tokens_view(tokens: &[Token]) -> serde_json::Value {
+    tokens
+        .iter()
+        .map(|t| serde_json::json!({"name": t.name, "role": t.role.as_str()}))
+        .collect()
+}
+
+/// The rules settings, for the config view.
+pub fn rules_view(r: &RulesSettings) -> serde_json::Value {
+    let l = &r.limits;
+    serde_json::json!({
+        "dir": r.dir,
+        "watch": r.watch,
+        "max_operations": l.max_operations,
+        "max_call_levels": l.max_call_levels,
+        "max_expr_depth": l.max_expr_depth,
+        "max_string_size": l.max_string_size,
+        "max_array_size": l.max_array_size,
+        "max_map_size": l.max_map_size,
+        "max_call_millis": l.max_call.as_millis() as u64,
+        "services": r.services.iter().map(|(n, s)| (n.clone(), serde_json::json!({
+            "owner": s.owner, "tier": s.tier, "impact": s.impact.map(|i| i.as_str()),
+        }))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
 /// A dead-man switch: `alertname` (with `labels`) must be seen at least every
 /// `interval`, or triaged raises a `HeartbeatMissing` alert until it is seen again.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,10 +2,12 @@
 //! 20000-1 7.5: documented information kept and retrievable).
 //!
 //! One object per line, each with `"record"` naming its kind (`incident`, `problem`,
-//! `change`, `alert`, `audit`) beside the record's own fields as the API shows them.
+//! `change`, `alert`, `silence`, `outbox`, `audit`) beside the record's own fields as
+//! the API shows them.
 //! Read in pages, written as read: memory stays flat however large the store. With
 //! `from`/`to`, only what happened in `[from, to)`: incidents and problems opened,
-//! changes recorded, alerts last seen, audit entries made then.
+//! changes and silences recorded, alerts last seen, outbox events and audit entries
+//! made then.
 
 use std::io::Write;
 
@@ -23,6 +25,8 @@ pub struct Counts {
     pub problems: u64,
     pub changes: u64,
     pub alerts: u64,
+    pub silences: u64,
+    pub outbox: u64,
     pub audit: u64,
 }
 
@@ -113,6 +117,23 @@ pub fn export(
             if within(a.last_seen) {
                 line(out, "alert", a)?;
                 counts.alerts += 1;
+            }
+            Ok(())
+        },
+    )?;
+    for x in store.silences()? {
+        if within(x.created_at) {
+            line(out, "silence", &x)?;
+            counts.silences += 1;
+        }
+    }
+    pages(
+        |a: &u64| store.outbox_page(*a, PAGE),
+        |e| e.seq,
+        |e| {
+            if within(e.at) {
+                line(out, "outbox", e)?;
+                counts.outbox += 1;
             }
             Ok(())
         },

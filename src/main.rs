@@ -633,8 +633,8 @@ fn export_command(
     match result {
         Ok(c) => {
             eprintln!(
-                "{dir}: exported {} incidents, {} problems, {} changes, {} alerts, {} audit entries",
-                c.incidents, c.problems, c.changes, c.alerts, c.audit
+                "{dir}: exported {} incidents, {} problems, {} changes, {} alerts, {} silences, {} outbox events, {} audit entries",
+                c.incidents, c.problems, c.changes, c.alerts, c.silences, c.outbox, c.audit
             );
             ExitCode::SUCCESS
         }

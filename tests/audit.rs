@@ -143,6 +143,13 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
         let (code, body) = d.post_json(AM_PATH, &am_payload(vec![alert])).await;
         assert_eq!(code, 200, "{body}");
     }
+    let ends = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    let silence = json!({"matchers": [{"name": "service", "op": "=", "value": "web"}],
+                         "ends_at": ends, "comment": "deploy"});
+    let (code, body) = d.post_json("/api/v1/silences", &silence).await;
+    assert_eq!(code, 201, "{body}");
     let (_, verified) = d.get("/api/v1/audit/verify").await;
     let entries = verified["entries"].as_u64().unwrap();
     d.stop().await;
@@ -172,8 +179,9 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
     let count = |kind: &str| lines.iter().filter(|l| l["record"] == kind).count() as u64;
     assert_eq!(count("incident"), 2, "{stdout}");
     assert_eq!(count("alert"), 2);
+    assert_eq!(count("silence"), 1);
     assert_eq!(count("audit"), entries);
-    assert_eq!(lines.len() as u64, 4 + entries, "nothing else: {stdout}");
+    assert_eq!(lines.len() as u64, 5 + entries, "nothing else: {stdout}");
     let disk = lines
         .iter()
         .find(|l| l["record"] == "incident" && l["key"] == "Disk/db")
@@ -181,7 +189,7 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
     assert_eq!(disk["status"], "resolved");
     assert!(
         stderr.contains(&format!(
-            "exported 2 incidents, 0 problems, 0 changes, 2 alerts, {entries} audit entries"
+            "exported 2 incidents, 0 problems, 0 changes, 2 alerts, 1 silences, 0 outbox events, {entries} audit entries"
         )),
         "{stderr}"
     );

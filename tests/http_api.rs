@@ -560,3 +560,43 @@ async fn store_figures_and_checkpoints_show_in_metrics() {
     assert_eq!(d.get("/readyz").await.0, 200);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_configuration_in_force_is_for_admins_and_never_shows_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    const ADMIN: &str = "admin-secret-0123456789";
+    let extra = format!(
+        "{}[[server.tokens]]\nname = \"boss\"\nrole = \"admin\"\ntoken = \"{ADMIN}\"\n\
+         [sla.P2]\nrespond_secs = 600\n[[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n",
+        tokens()
+    );
+    let d = Daemon::start(dir.path(), &extra).await;
+    let get = |token: &'static str| {
+        d.client
+            .get(d.url("/api/v1/config"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get(OPERATOR).await.unwrap().status(), 403);
+    assert_eq!(get(INGEST).await.unwrap().status(), 403);
+    let text = get(ADMIN).await.unwrap().text().await.unwrap();
+    for secret in [ADMIN, OPERATOR, INGEST] {
+        assert!(
+            !text.contains(secret),
+            "a secret in the config view: {text}"
+        );
+    }
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["sla"]["P2"]["respond_secs"], 600);
+    assert_eq!(v["sla"]["P1"]["respond_secs"], 900);
+    assert_eq!(v["priority"]["high"], json!(["P1", "P2", "P3"]));
+    assert_eq!(v["escalation"]["levels"][0]["notify"], json!(["lead"]));
+    let names: Vec<&str> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["am", "oncall", "boss"]);
+    assert_eq!(v["incidents"]["reopen_window_secs"], 3600);
+}

@@ -283,3 +283,143 @@ async fn on_call_works_incidents_problems_and_silences_from_the_command_line() {
     let v = cli.json(&["silences", "list", "--state", "expired"]).await;
     assert_eq!(v["silences"][0]["id"], "SIL-1");
 }
+
+/// Every incident and problem action the CLI offers, each landing in the daemon.
+#[tokio::test]
+async fn every_action_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        tmp.path(),
+        &format!("{}[incidents]\nreopen_window_secs = 3600\n", tokens()),
+    )
+    .await;
+    let cli = Cli {
+        url: format!("http://{}", d.addr),
+    };
+    fire(&d, "A", "db").await;
+    fire(&d, "B", "db").await;
+    let steps: &[(&[&str], &str)] = &[
+        (&["incidents", "start", "INC-1"], "INC-1: in_progress\n"),
+        (
+            &[
+                "incidents",
+                "hold",
+                "INC-1",
+                "--reason",
+                "awaiting_customer",
+                "--note",
+                "asked",
+            ],
+            "INC-1: on_hold\n",
+        ),
+        (
+            &["incidents", "start", "INC-1", "--note", "answer came"],
+            "INC-1: in_progress\n",
+        ),
+        (
+            &[
+                "incidents",
+                "resolve",
+                "INC-1",
+                "--code",
+                "workaround",
+                "--note",
+                "failover",
+            ],
+            "INC-1: resolved\n",
+        ),
+        (
+            &["incidents", "reopen", "INC-1", "--note", "back again"],
+            "INC-1: in_progress\n",
+        ),
+        (
+            &[
+                "incidents",
+                "update",
+                "INC-1",
+                "--major",
+                "true",
+                "--owner",
+                "mim",
+            ],
+            "INC-1: in_progress\n",
+        ),
+        (
+            &[
+                "incidents",
+                "resolve",
+                "INC-1",
+                "--code",
+                "fixed",
+                "--note",
+                "patched",
+            ],
+            "INC-1: resolved\n",
+        ),
+        (
+            &["incidents", "close", "INC-1", "--review", "PIR-1 done"],
+            "INC-1: closed\n",
+        ),
+        (
+            &[
+                "incidents",
+                "cancel",
+                "INC-2",
+                "--reason",
+                "duplicate",
+                "--note",
+                "of INC-1",
+            ],
+            "INC-2: cancelled\n",
+        ),
+        (
+            &["problems", "open", "--title", "T", "--key", "A/db"],
+            "PRB-1: open\n",
+        ),
+        (&["problems", "link", "PRB-1", "INC-2"], "PRB-1: open\n"),
+        (
+            &["problems", "comment", "PRB-1", "looking"],
+            "PRB-1: open\n",
+        ),
+        (
+            &[
+                "problems",
+                "resolve",
+                "PRB-1",
+                "--root-cause",
+                "bad config",
+                "--note",
+                "reverted",
+            ],
+            "PRB-1: resolved\n",
+        ),
+        (&["problems", "reopen", "PRB-1"], "PRB-1: open\n"),
+        (&["problems", "resolve", "PRB-1"], "PRB-1: resolved\n"),
+        (
+            &["problems", "close", "PRB-1", "--note", "verified"],
+            "PRB-1: closed\n",
+        ),
+    ];
+    for (args, want) in steps {
+        assert_eq!(&cli.ok(args).await, want, "{args:?}");
+    }
+    let inc = cli.json(&["incidents", "show", "INC-1"]).await;
+    assert_eq!(
+        (inc["owner"].as_str(), inc["review"].as_str()),
+        (Some("mim"), Some("PIR-1 done"))
+    );
+    assert!(inc["sla"]["paused_secs"].as_u64().is_some());
+    let inc = cli.json(&["incidents", "show", "INC-2"]).await;
+    assert_eq!(
+        (inc["resolution"]["code"].as_str(), inc["problem"].as_str()),
+        (Some("duplicate"), Some("PRB-1"))
+    );
+    let prb = cli.json(&["problems", "show", "PRB-1"]).await;
+    assert_eq!(prb["root_cause"], "bad config");
+    let r = cli.run(&["incidents", "close", "INC-2"]).await;
+    assert!(
+        !r.ok && r.stderr.contains("current status cancelled"),
+        "{}",
+        r.stderr
+    );
+}

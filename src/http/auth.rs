@@ -31,6 +31,8 @@ pub enum Need {
     Ingest,
     /// Reading and acting on records: `operator` or `admin`.
     Operator,
+    /// The configuration in force: `admin` only.
+    Admin,
 }
 
 impl Need {

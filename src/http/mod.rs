@@ -45,6 +45,8 @@ pub struct Shared {
     pub rules: Arc<RuleSet>,
     /// `POST /api/v1/changes` writes one change at a time (idempotency by external id).
     pub changes_lock: Arc<std::sync::Mutex<()>>,
+    /// The configuration in force (`Settings::view`), for `GET /api/v1/config`.
+    pub config: Arc<std::sync::RwLock<serde_json::Value>>,
     /// The silences in force, shared with correlation.
     pub silences: Arc<crate::silences::SilenceSet>,
     /// Silences are written one at a time (their ids come from the store).
@@ -109,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(records::list_alerts))
         .route("/api/v1/alerts/{fingerprint}", get(records::get_alert))
         .route("/api/v1/rules", get(rules_status))
+        .route("/api/v1/config", get(config_view))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route(
             "/api/v1/changes",
@@ -183,6 +186,20 @@ async fn rules_status(
 ) -> Result<Json<crate::rules::RulesStatus>, ApiError> {
     state.authorize(&headers, Need::Operator)?;
     Ok(Json(state.rules.status()))
+}
+
+/// `GET /api/v1/config` (admin): the configuration in force, token secrets left out.
+async fn config_view(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.authorize(&headers, Need::Admin)?;
+    let view = state
+        .config
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(Json(view))
 }
 
 /// `GET /api/v1/audit/verify`: the audit log's hash chain checked end to end.
