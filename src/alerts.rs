@@ -36,6 +36,8 @@ pub enum Source {
     Alertmanager,
     /// Raised by triaged itself when a configured heartbeat stops (`[[heartbeats]]`).
     Heartbeat,
+    /// A named webhook (`[[webhooks]]`); its name is the alert's `webhook` annotation.
+    Webhook,
 }
 
 impl Source {
@@ -43,6 +45,7 @@ impl Source {
         match self {
             Source::Alertmanager => "alertmanager",
             Source::Heartbeat => "heartbeat",
+            Source::Webhook => "webhook",
         }
     }
 }

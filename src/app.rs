@@ -53,6 +53,8 @@ struct ReloaderInner {
     metrics: Arc<Metrics>,
     /// What the daemon started with, to name the settings a reload cannot change.
     started: Settings,
+    /// The named webhooks the HTTP side serves.
+    webhooks: Arc<std::sync::RwLock<Arc<crate::sources::webhooks::WebhookSet>>>,
     /// The view `GET /api/v1/config` shows: the started settings with what reloads
     /// changed (rules, tokens).
     config: Arc<std::sync::RwLock<serde_json::Value>>,
@@ -70,7 +72,10 @@ impl Reloader {
         let inner = &*self.inner;
         let rules = &inner.rules;
         let old_dir = rules.dir();
+        // Mappings compile before anything is swapped: a broken one changes nothing.
+        let webhooks = crate::sources::webhooks::WebhookSet::load(&new)?;
         rules.reconfigure(&new.rules.dir, new.rules.env(), Trigger::Sighup)?;
+        *inner.webhooks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(webhooks);
         *inner.tokens.write().unwrap_or_else(|p| p.into_inner()) = new.server.tokens.clone();
         {
             let mut view = inner.config.write().unwrap_or_else(|p| p.into_inner());
@@ -143,8 +148,12 @@ impl Reloader {
 impl Daemon {
     /// Everything that can fail at start happens here, before the first request.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
-        // Rules first: a broken rule stops the start before anything is created.
+        // Rules and mappings first: a broken one stops the start before anything is
+        // created.
         let rules = Rules::load(&settings.rules.dir, &settings.rules.env())?;
+        let webhooks = Arc::new(std::sync::RwLock::new(Arc::new(
+            crate::sources::webhooks::WebhookSet::load(&settings)?,
+        )));
         let store_settings = settings.store.clone();
         let store: Arc<dyn Store> =
             tokio::task::spawn_blocking(move || store::open(&store_settings))
@@ -226,6 +235,7 @@ impl Daemon {
             silences,
             silences_lock: Arc::default(),
             config: config.clone(),
+            webhooks: webhooks.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });
@@ -237,6 +247,7 @@ impl Daemon {
                 metrics: state.metrics.clone(),
                 started: settings,
                 config,
+                webhooks,
                 watcher: Mutex::new(watcher),
             }),
         };

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub escalation: RawEscalation,
     /// Maintenance windows: alerts on their services are recorded but do not page.
     pub maintenance: Vec<RawMaintenance>,
+    /// Named webhooks: `POST /api/v1/webhooks/{name}` through a mapping script.
+    pub webhooks: Vec<RawWebhook>,
     /// Logging.
     pub log: RawLog,
 }
@@ -86,6 +88,30 @@ pub struct RawMaintenance {
     pub days: Option<Vec<crate::silences::Day>>,
     pub start: Option<String>,
     pub duration_mins: Option<u64>,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The path segment: `POST /api/v1/webhooks/{name}`.
+    pub name: String,
+    /// The mapping script, a file name in `<rules.dir>/mappings/`.
+    pub mapping: String,
+    /// Environment variable holding the HMAC-SHA256 secret (then a signature is required).
+    pub hmac_secret_env: Option<String>,
+    /// File holding the HMAC secret (trailing newline ignored).
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Header carrying the signature (hex, or `sha256=` + hex).
+    #[serde(default = "hub_signature")]
+    pub hmac_header: String,
+    /// A bearer token of this role is required (default: an ingest token when tokens
+    /// are configured and no HMAC secret is).
+    pub role: Option<Role>,
+}
+
+fn hub_signature() -> String {
+    "X-Hub-Signature-256".into()
 }
 
 /// `[escalation]`.
@@ -331,6 +357,7 @@ pub struct Settings {
     pub incidents: Policy,
     pub escalation: crate::sla::Escalation,
     pub maintenance: Vec<crate::silences::MaintenanceWindow>,
+    pub webhooks: Vec<Webhook>,
     pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
 }
@@ -436,6 +463,35 @@ pub fn rules_view(r: &RulesSettings) -> serde_json::Value {
             "owner": s.owner, "tier": s.tier, "impact": s.impact.map(|i| i.as_str()),
         }))).collect::<serde_json::Map<_, _>>(),
     })
+}
+
+/// A named webhook, its secret resolved. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    pub mapping: String,
+    pub hmac_secret: Option<Vec<u8>>,
+    pub hmac_header: String,
+    pub role: Option<Role>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("mapping", &self.mapping)
+            .field("hmac", &self.hmac_secret.is_some())
+            .field("hmac_header", &self.hmac_header)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl RulesSettings {
+    /// Where webhook mapping scripts live.
+    pub fn mappings_dir(&self) -> PathBuf {
+        self.dir.join("mappings")
+    }
 }
 
 /// A dead-man switch: `alertname` (with `labels`) must be seen at least every
@@ -652,6 +708,7 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> Invalid {
 fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> {
     let (matrix, targets, escalation) = service_levels(&raw)?;
     let maintenance = maintenance_windows(&raw.maintenance)?;
+    let webhooks = webhooks(&raw.webhooks)?;
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -858,12 +915,89 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         },
         escalation,
         maintenance,
+        webhooks,
         heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
         },
     })
+}
+
+/// `[[webhooks]]` validated, secrets read.
+fn webhooks(raw: &[RawWebhook]) -> Result<Vec<Webhook>, Invalid> {
+    let mut out: Vec<Webhook> = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        let key = |field: &str| format!("webhooks[{i}].{field}");
+        let ok_name = !w.name.is_empty()
+            && w.name.len() <= 64
+            && w
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(invalid(
+                key("name"),
+                format!("expected 1 to 64 of a-z, 0-9, - and _, got {:?}", w.name),
+            ));
+        }
+        if w.name == "alertmanager" || out.iter().any(|o| o.name == w.name) {
+            return Err(invalid(key("name"), format!("{:?} is taken", w.name)));
+        }
+        let plain = !w.mapping.is_empty()
+            && w.mapping.ends_with(".rhai")
+            && !w.mapping.contains(['/', '\\'])
+            && !w.mapping.starts_with('.');
+        if !plain {
+            return Err(invalid(
+                key("mapping"),
+                format!(
+                    "expected a file name like grafana.rhai in the rules' mappings directory, got {:?}",
+                    w.mapping
+                ),
+            ));
+        }
+        let hmac_secret = match (&w.hmac_secret_env, &w.hmac_secret_file) {
+            (None, None) => None,
+            (Some(var), None) => Some(
+                std::env::var(var)
+                    .map_err(|_| {
+                        invalid(key("hmac_secret_env"), format!("environment variable {var} is not set"))
+                    })?
+                    .into_bytes(),
+            ),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| invalid(key("hmac_secret_file"), format!("cannot read {}: {e}", file.display())))?
+                    .trim_end_matches(['\r', '\n'])
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            _ => {
+                return Err(invalid(
+                    key("hmac_secret_env"),
+                    "set at most one of hmac_secret_env and hmac_secret_file",
+                ))
+            }
+        };
+        if hmac_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(invalid(
+                key(if w.hmac_secret_env.is_some() { "hmac_secret_env" } else { "hmac_secret_file" }),
+                "the HMAC secret must be at least 16 bytes long",
+            ));
+        }
+        if axum::http::HeaderName::from_bytes(w.hmac_header.as_bytes()).is_err() {
+            return Err(invalid(key("hmac_header"), format!("not a header name: {:?}", w.hmac_header)));
+        }
+        out.push(Webhook {
+            name: w.name.clone(),
+            mapping: w.mapping.clone(),
+            hmac_secret,
+            hmac_header: w.hmac_header.to_ascii_lowercase(),
+            role: w.role,
+        });
+    }
+    Ok(out)
 }
 
 /// `[[maintenance]]` validated.

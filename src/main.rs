@@ -813,7 +813,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match Rules::load(&settings.rules.dir, &settings.rules.env()) {
+    let checked = Rules::load(&settings.rules.dir, &settings.rules.env()).and_then(|rules| {
+        triaged::sources::webhooks::WebhookSet::load(&settings).map(|_| rules)
+    });
+    match checked {
         Ok(rules) => {
             println!(
                 "{}: ok ({} rule script(s) in {})",

@@ -45,6 +45,8 @@ pub struct Shared {
     pub rules: Arc<RuleSet>,
     /// `POST /api/v1/changes` writes one change at a time (idempotency by external id).
     pub changes_lock: Arc<std::sync::Mutex<()>>,
+    /// The named webhooks and their mappings; replaced when SIGHUP reloads the config.
+    pub webhooks: Arc<std::sync::RwLock<Arc<crate::sources::webhooks::WebhookSet>>>,
     /// The configuration in force (`Settings::view`), for `GET /api/v1/config`.
     pub config: Arc<std::sync::RwLock<serde_json::Value>>,
     /// The silences in force, shared with correlation.
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/alertmanager",
             post(webhooks::alertmanager),
         )
+        .route("/api/v1/webhooks/{name}", post(webhooks::named))
         .route("/api/v1/incidents", get(records::list_incidents))
         .route(
             "/api/v1/incidents/{id}",

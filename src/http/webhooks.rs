@@ -117,3 +117,123 @@ pub async fn alertmanager(
         serde_json::json!({"status": "stored", "alerts": count}),
     ))
 }
+
+/// `POST /api/v1/webhooks/{name}`: a named webhook (`[[webhooks]]`) through its
+/// mapping. 404 for an unknown name; 401/403 for a missing or wrong token (when the
+/// webhook asks for one) or signature, checked before the body is parsed; 400 for a
+/// body that is not JSON; 422 naming the field when the mapping fails or yields a
+/// malformed alert. Nothing is stored unless the whole body maps.
+pub async fn named(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let source = Source::Webhook;
+    let reject = |reason: &'static str| {
+        state
+            .metrics
+            .alerts_rejected
+            .with_label_values(&[source.as_str(), reason])
+            .inc();
+    };
+    let set = state
+        .webhooks
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let Some(hook) = set.get(&name).cloned() else {
+        return Err(ApiError::not_found(format!("no webhook named {name:?}")).field("name"));
+    };
+    let need = match hook.role {
+        Some(crate::config::Role::Ingest) => Some(Need::Ingest),
+        Some(crate::config::Role::Operator) => Some(Need::Operator),
+        Some(crate::config::Role::Admin) => Some(Need::Admin),
+        // Signed webhooks need no token; unsigned ones the ingest token (if any).
+        None if hook.hmac_secret.is_none() => Some(Need::Ingest),
+        None => None,
+    };
+    if let Some(need) = need {
+        if let Err(e) = state.authorize(&headers, need) {
+            reject("unauthorized");
+            return Err(e);
+        }
+    }
+    let bytes = json_body(&state, &headers, body, reject).await?;
+    if let Some(secret) = &hook.hmac_secret {
+        let given = headers
+            .get(hook.hmac_header.as_str())
+            .and_then(|v| v.to_str().ok());
+        let ok = given.is_some_and(|g| crate::sources::webhooks::signature_ok(secret, &bytes, g));
+        if !ok {
+            reject("bad_signature");
+            let what = if given.is_some() { "does not match the body" } else { "is missing" };
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("the HMAC-SHA256 signature in {} {what}", hook.hmac_header),
+            )
+            .field(hook.hmac_header.clone()));
+        }
+    }
+    let parsed: serde_json::Value = crate::sources::parse_json(&bytes).map_err(|e| {
+        reject(e.reason);
+        ApiError::bad_request(e.field, e.message)
+    })?;
+    let header_map: std::collections::BTreeMap<String, String> = headers
+        .iter()
+        .filter(|(k, _)| *k != header::AUTHORIZATION && k.as_str() != hook.hmac_header)
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let mapping = hook.mapping.clone();
+    let mapped = tokio::task::spawn_blocking(move || {
+        set.mappings
+            .map(&mapping, &parsed, &header_map, Timestamp::now())
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("mapping task failed: {e}")))?
+    .map_err(|e| {
+        reject(e.reason);
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.message).field(e.field)
+    })?;
+    let mut alerts = mapped.alerts;
+    for a in &mut alerts {
+        a.annotations.insert("webhook".into(), name.clone());
+    }
+    let count = alerts.len();
+    state
+        .queue
+        .submit(alerts)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    state
+        .metrics
+        .alerts_received
+        .with_label_values(&[source.as_str()])
+        .inc_by(count as u64);
+    // Acknowledgements (PagerDuty's `acknowledge`): the incidents the alerts are on.
+    for fp in &mapped.acknowledge {
+        let store = state.store.clone();
+        let fp2 = fp.clone();
+        let st = super::blocking(move || store.alert_state(&fp2)).await?;
+        let Some(incident) = st.and_then(|s| s.incident()) else {
+            continue;
+        };
+        let action = crate::incidents::Action::Acknowledge {
+            note: Some(format!("acknowledged through webhook {name}")),
+        };
+        match state.queue.act(incident, action, format!("webhook:{name}")).await {
+            Ok(Ok(_)) | Ok(Err(crate::correlation::ActionError::Conflict { .. })) => {}
+            Ok(Err(e)) => tracing::warn!(webhook = %name, %incident, error = %e, "acknowledge from webhook not applied"),
+            Err(e) => return Err(ApiError::unavailable(e.to_string())),
+        }
+    }
+    Ok(match mapped.response {
+        Some((status, body)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Json(body),
+        )
+            .into_response(),
+        None => Json(serde_json::json!({"status": "stored", "alerts": count})).into_response(),
+    })
+}

@@ -231,7 +231,8 @@ const REGEX_CACHE: usize = 1024;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// The sandboxed engine: only the functions rules need, bounded by `env.limits`.
-fn engine(env: &RuleEnv) -> Engine {
+/// The sandboxed engine rules (and webhook mappings) run in.
+pub(crate) fn engine(env: &RuleEnv) -> Engine {
     let limits = &env.limits;
     let mut engine = Engine::new();
     // Rhai's string interner spent ~10 % of rule evaluation keeping its cache trimmed
@@ -340,6 +341,40 @@ fn register_host_functions(engine: &mut Engine, env: &RuleEnv) {
         );
         Dynamic::from_map(m)
     });
+}
+
+/// Calls a script function with the sandbox's wall-clock deadline; an error is its
+/// bounded kind (`limit` or `runtime`, for metrics) and message. Mappings use it too.
+pub(crate) fn call_under_deadline(
+    engine: &Engine,
+    ast: &AST,
+    function: &str,
+    args: impl rhai::FuncArgs,
+) -> Result<Dynamic, (&'static str, String)> {
+    let mut scope = Scope::new();
+    let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+    CALL_STARTED.set(Some(std::time::Instant::now()));
+    let called: Result<Dynamic, _> =
+        engine.call_fn_with_options(options, &mut scope, ast, function, args);
+    CALL_STARTED.set(None);
+    called.map_err(|e| {
+        use rhai::EvalAltResult as E;
+        let kind = match *e {
+            E::ErrorTerminated(..)
+            | E::ErrorTooManyOperations(_)
+            | E::ErrorStackOverflow(_)
+            | E::ErrorDataTooLarge(..)
+            | E::ErrorTooManyVariables(_)
+            | E::ErrorTooManyModules(_) => "limit",
+            _ => "runtime",
+        };
+        let message = match &*e {
+            // Rhai's text for this is "Script terminated"; say which limit.
+            E::ErrorTerminated(why, pos) => format!("{why} ({pos})"),
+            _ => e.to_string(),
+        };
+        (kind, message)
+    })
 }
 
 impl Rules {
@@ -511,36 +546,13 @@ impl Rules {
         function: &'static str,
         args: impl rhai::FuncArgs,
     ) -> Result<Dynamic, RuleFailure> {
-        let failure = |kind: &'static str, message: String| RuleFailure {
-            rule: script.name.clone(),
-            function,
-            kind,
-            message,
-        };
-        let mut scope = Scope::new();
-        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        CALL_STARTED.set(Some(std::time::Instant::now()));
-        let called: Result<Dynamic, _> =
-            self.engine
-                .call_fn_with_options(options, &mut scope, &script.ast, function, args);
-        CALL_STARTED.set(None);
-        called.map_err(|e| {
-            use rhai::EvalAltResult as E;
-            let kind = match *e {
-                E::ErrorTerminated(..)
-                | E::ErrorTooManyOperations(_)
-                | E::ErrorStackOverflow(_)
-                | E::ErrorDataTooLarge(..)
-                | E::ErrorTooManyVariables(_)
-                | E::ErrorTooManyModules(_) => "limit",
-                _ => "runtime",
-            };
-            let message = match &*e {
-                // Rhai's text for this is "Script terminated"; say which limit.
-                E::ErrorTerminated(why, pos) => format!("{why} ({pos})"),
-                _ => e.to_string(),
-            };
-            failure(kind, message)
+        call_under_deadline(&self.engine, &script.ast, function, args).map_err(|(kind, message)| {
+            RuleFailure {
+                rule: script.name.clone(),
+                function,
+                kind,
+                message,
+            }
         })
     }
 
