@@ -931,8 +931,7 @@ fn webhooks(raw: &[RawWebhook]) -> Result<Vec<Webhook>, Invalid> {
         let key = |field: &str| format!("webhooks[{i}].{field}");
         let ok_name = !w.name.is_empty()
             && w.name.len() <= 64
-            && w
-                .name
+            && w.name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !ok_name {
@@ -962,13 +961,21 @@ fn webhooks(raw: &[RawWebhook]) -> Result<Vec<Webhook>, Invalid> {
             (Some(var), None) => Some(
                 std::env::var(var)
                     .map_err(|_| {
-                        invalid(key("hmac_secret_env"), format!("environment variable {var} is not set"))
+                        invalid(
+                            key("hmac_secret_env"),
+                            format!("environment variable {var} is not set"),
+                        )
                     })?
                     .into_bytes(),
             ),
             (None, Some(file)) => Some(
                 std::fs::read_to_string(file)
-                    .map_err(|e| invalid(key("hmac_secret_file"), format!("cannot read {}: {e}", file.display())))?
+                    .map_err(|e| {
+                        invalid(
+                            key("hmac_secret_file"),
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?
                     .trim_end_matches(['\r', '\n'])
                     .as_bytes()
                     .to_vec(),
@@ -982,12 +989,19 @@ fn webhooks(raw: &[RawWebhook]) -> Result<Vec<Webhook>, Invalid> {
         };
         if hmac_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return Err(invalid(
-                key(if w.hmac_secret_env.is_some() { "hmac_secret_env" } else { "hmac_secret_file" }),
+                key(if w.hmac_secret_env.is_some() {
+                    "hmac_secret_env"
+                } else {
+                    "hmac_secret_file"
+                }),
                 "the HMAC secret must be at least 16 bytes long",
             ));
         }
         if axum::http::HeaderName::from_bytes(w.hmac_header.as_bytes()).is_err() {
-            return Err(invalid(key("hmac_header"), format!("not a header name: {:?}", w.hmac_header)));
+            return Err(invalid(
+                key("hmac_header"),
+                format!("not a header name: {:?}", w.hmac_header),
+            ));
         }
         out.push(Webhook {
             name: w.name.clone(),
@@ -1399,6 +1413,40 @@ mod tests {
             ),
         ] {
             let err = load(src).unwrap_err();
+            assert_eq!(err.key, key, "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn webhooks_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "0123456789abcdef\n").unwrap();
+        let s = load(&format!(
+            "[[webhooks]]\nname = \"grafana\"\nmapping = \"grafana.rhai\"\nhmac_secret_file = {:?}\n\
+             [[webhooks]]\nname = \"pd\"\nmapping = \"pagerduty.rhai\"\nrole = \"ingest\"\n",
+            secret.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(
+            s.webhooks[0].hmac_secret.as_deref(),
+            Some(&b"0123456789abcdef"[..])
+        );
+        assert_eq!(s.webhooks[0].hmac_header, "x-hub-signature-256");
+        assert!(!format!("{:?}", s.webhooks[0]).contains("0123456789abcdef"));
+        assert_eq!(s.webhooks[1].role, Some(Role::Ingest));
+        std::fs::write(&secret, "short").unwrap();
+        let file = secret.display().to_string();
+        for (src, key) in [
+            ("[[webhooks]]\nname = \"Bad Name\"\nmapping = \"a.rhai\"\n".to_string(), "webhooks[0].name"),
+            ("[[webhooks]]\nname = \"alertmanager\"\nmapping = \"a.rhai\"\n".to_string(), "webhooks[0].name"),
+            ("[[webhooks]]\nname = \"a\"\nmapping = \"../x.rhai\"\n".to_string(), "webhooks[0].mapping"),
+            ("[[webhooks]]\nname = \"a\"\nmapping = \"x.txt\"\n".to_string(), "webhooks[0].mapping"),
+            (format!("[[webhooks]]\nname = \"a\"\nmapping = \"a.rhai\"\nhmac_secret_file = {file:?}\n"), "webhooks[0].hmac_secret_file"),
+            ("[[webhooks]]\nname = \"a\"\nmapping = \"a.rhai\"\nhmac_secret_env = \"TRIAGED_TEST_UNSET_VAR\"\n".to_string(), "webhooks[0].hmac_secret_env"),
+            ("[[webhooks]]\nname = \"a\"\nmapping = \"a.rhai\"\n[[webhooks]]\nname = \"a\"\nmapping = \"b.rhai\"\n".to_string(), "webhooks[1].name"),
+        ] {
+            let err = load(&src).unwrap_err();
             assert_eq!(err.key, key, "{src}: {err}");
         }
     }

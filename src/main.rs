@@ -813,9 +813,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let checked = Rules::load(&settings.rules.dir, &settings.rules.env()).and_then(|rules| {
-        triaged::sources::webhooks::WebhookSet::load(&settings).map(|_| rules)
-    });
+    let checked = Rules::load(&settings.rules.dir, &settings.rules.env())
+        .and_then(|rules| triaged::sources::webhooks::WebhookSet::load(&settings).map(|_| rules));
     match checked {
         Ok(rules) => {
             println!(

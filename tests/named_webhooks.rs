@@ -83,17 +83,36 @@ async fn grafana_webhooks_are_signed_and_mapped_alert_by_alert() {
     let path = "/api/v1/webhooks/grafana";
 
     let (code, err) = post_raw(&d, path, &body, &[]).await;
-    assert_eq!((code, err["field"].as_str()), (401, Some("x-grafana-signature")), "{err}");
+    assert_eq!(
+        (code, err["field"].as_str()),
+        (401, Some("x-grafana-signature")),
+        "{err}"
+    );
     assert!(err["error"].as_str().unwrap().contains("missing"), "{err}");
     let (code, err) = post_raw(&d, path, &body, &[("X-Grafana-Signature", sign(b"other"))]).await;
     assert_eq!(code, 401, "{err}");
-    assert!(err["error"].as_str().unwrap().contains("does not match"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("does not match"),
+        "{err}"
+    );
     // A signature over broken JSON is still checked first: 401, not 400.
-    let (code, _) = post_raw(&d, path, b"{not json", &[("X-Grafana-Signature", sign(b"x"))]).await;
+    let (code, _) = post_raw(
+        &d,
+        path,
+        b"{not json",
+        &[("X-Grafana-Signature", sign(b"x"))],
+    )
+    .await;
     assert_eq!(code, 401);
     assert!(incidents(&d).await.is_empty(), "nothing stored");
 
-    let (code, v) = post_raw(&d, path, &body, &[("X-Grafana-Signature", format!("sha256={}", sign(&body)))]).await;
+    let (code, v) = post_raw(
+        &d,
+        path,
+        &body,
+        &[("X-Grafana-Signature", format!("sha256={}", sign(&body)))],
+    )
+    .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v, json!({"status": "stored", "alerts": 2}));
     let (code, alert) = d.get("/api/v1/alerts/c6eadffa33fcdf37").await;
@@ -102,7 +121,10 @@ async fn grafana_webhooks_are_signed_and_mapped_alert_by_alert() {
     assert_eq!(alert["labels"]["alertname"], "High memory usage");
     assert_eq!(alert["annotations"]["webhook"], "grafana");
     assert_eq!(alert["annotations"]["values"], "B=44.23943737541908 C=1");
-    assert!(alert["annotations"]["silence_url"].as_str().unwrap().starts_with("https://play.grafana.org/alerting/silence"));
+    assert!(alert["annotations"]["silence_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://play.grafana.org/alerting/silence"));
     assert_eq!(alert["starts_at"], "2021-10-12T07:51:03.157076Z");
     assert_eq!(incidents(&d).await.len(), 2);
     // Resolved by Grafana: the incident resolves.
@@ -114,7 +136,12 @@ async fn grafana_webhooks_are_signed_and_mapped_alert_by_alert() {
     let (code, _) = post_raw(&d, path, &body, &[("X-Grafana-Signature", sign(&body))]).await;
     assert_eq!(code, 200);
     let (_, alert) = d.get("/api/v1/alerts/c6eadffa33fcdf37").await;
-    let (_, inc) = d.get(&format!("/api/v1/incidents/{}", alert["disposition"]["incident"].as_str().unwrap())).await;
+    let (_, inc) = d
+        .get(&format!(
+            "/api/v1/incidents/{}",
+            alert["disposition"]["incident"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(inc["status"], "resolved", "{inc}");
 }
 
@@ -133,7 +160,9 @@ async fn generic_and_pagerduty_webhooks_and_every_refusal() {
     assert_eq!(list[0]["title"], "nightly backup failed");
     let mut done = alert.clone();
     done["status"] = json!("resolved");
-    let (code, _) = d.post_json("/api/v1/webhooks/generic", &json!({"alerts": [done]})).await;
+    let (code, _) = d
+        .post_json("/api/v1/webhooks/generic", &json!({"alerts": [done]}))
+        .await;
     assert_eq!(code, 200);
     assert_eq!(incidents(&d).await[0]["status"], "resolved");
 
@@ -144,31 +173,58 @@ async fn generic_and_pagerduty_webhooks_and_every_refusal() {
                            "component": "storage", "custom_details": {"free": "5%"}},
                "client": "Sample Monitoring Service", "client_url": "https://monitoring.example.com"})
     };
-    let (code, v) = d.post_json("/api/v1/webhooks/pagerduty", &event("trigger")).await;
+    let (code, v) = d
+        .post_json("/api/v1/webhooks/pagerduty", &event("trigger"))
+        .await;
     assert_eq!(code, 202, "{v}");
-    assert_eq!(v, json!({"status": "success", "message": "Event processed", "dedup_key": "srv01/disk"}));
+    assert_eq!(
+        v,
+        json!({"status": "success", "message": "Event processed", "dedup_key": "srv01/disk"})
+    );
     let (_, alert) = d.get("/api/v1/alerts/pagerduty:srv01%2Fdisk").await;
     assert_eq!(alert["labels"]["severity"], "critical", "{alert}");
     assert_eq!(alert["labels"]["service"], "storage");
-    assert!(alert["labels"].get("routing_key").is_none(), "the routing key is a credential");
+    assert!(
+        alert["labels"].get("routing_key").is_none(),
+        "the routing key is a credential"
+    );
     assert_eq!(alert["annotations"]["details"], "{\"free\":\"5%\"}");
-    let id = alert["disposition"]["incident"].as_str().unwrap().to_string();
+    let id = alert["disposition"]["incident"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (_, inc) = d.get(&format!("/api/v1/incidents/{id}")).await;
-    assert_eq!((inc["priority"].as_str(), inc["status"].as_str()), (Some("P1"), Some("new")));
+    assert_eq!(
+        (inc["priority"].as_str(), inc["status"].as_str()),
+        (Some("P1"), Some("new"))
+    );
     let (code, _) = d
-        .post_json("/api/v1/webhooks/pagerduty", &json!({"routing_key": "R", "event_action": "acknowledge", "dedup_key": "srv01/disk"}))
+        .post_json(
+            "/api/v1/webhooks/pagerduty",
+            &json!({"routing_key": "R", "event_action": "acknowledge", "dedup_key": "srv01/disk"}),
+        )
         .await;
     assert_eq!(code, 202);
     let (_, inc) = d.get(&format!("/api/v1/incidents/{id}")).await;
     assert_eq!(inc["status"], "acknowledged", "{inc}");
-    assert!(inc["timeline"].as_array().unwrap().iter().any(|e| e["actor"] == "webhook:pagerduty"));
+    assert!(inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["actor"] == "webhook:pagerduty"));
     // Acknowledging again is fine (the incident stays acknowledged).
     let (code, _) = d
-        .post_json("/api/v1/webhooks/pagerduty", &json!({"routing_key": "R", "event_action": "acknowledge", "dedup_key": "srv01/disk"}))
+        .post_json(
+            "/api/v1/webhooks/pagerduty",
+            &json!({"routing_key": "R", "event_action": "acknowledge", "dedup_key": "srv01/disk"}),
+        )
         .await;
     assert_eq!(code, 202);
     let (code, _) = d
-        .post_json("/api/v1/webhooks/pagerduty", &json!({"routing_key": "R", "event_action": "resolve", "dedup_key": "srv01/disk"}))
+        .post_json(
+            "/api/v1/webhooks/pagerduty",
+            &json!({"routing_key": "R", "event_action": "resolve", "dedup_key": "srv01/disk"}),
+        )
         .await;
     assert_eq!(code, 202);
     let (_, inc) = d.get(&format!("/api/v1/incidents/{id}")).await;
@@ -180,22 +236,54 @@ async fn generic_and_pagerduty_webhooks_and_every_refusal() {
     assert_eq!((code, err["field"].as_str()), (404, Some("name")), "{err}");
     let (code, err) = post_raw(&d, "/api/v1/webhooks/generic", b"{\"alertname\": ", &[]).await;
     assert_eq!((code, err["field"].as_str()), (400, Some("body")), "{err}");
-    let (code, err) = d.post_json("/api/v1/webhooks/generic", &json!({"labels": {"service": "x"}})).await;
-    assert_eq!((code, err["field"].as_str()), (422, Some("alerts[0].labels.alertname")), "{err}");
     let (code, err) = d
-        .post_json("/api/v1/webhooks/generic", &json!({"alerts": [{"alertname": "A"}, {"alertname": "B", "status": "gone"}]}))
+        .post_json(
+            "/api/v1/webhooks/generic",
+            &json!({"labels": {"service": "x"}}),
+        )
         .await;
-    assert_eq!((code, err["field"].as_str()), (422, Some("alerts[1].status")), "{err}");
-    let (code, err) = d.post_json("/api/v1/webhooks/pagerduty", &json!({"event_action": "explode"})).await;
+    assert_eq!(
+        (code, err["field"].as_str()),
+        (422, Some("alerts[0].labels.alertname")),
+        "{err}"
+    );
+    let (code, err) = d
+        .post_json(
+            "/api/v1/webhooks/generic",
+            &json!({"alerts": [{"alertname": "A"}, {"alertname": "B", "status": "gone"}]}),
+        )
+        .await;
+    assert_eq!(
+        (code, err["field"].as_str()),
+        (422, Some("alerts[1].status")),
+        "{err}"
+    );
+    let (code, err) = d
+        .post_json(
+            "/api/v1/webhooks/pagerduty",
+            &json!({"event_action": "explode"}),
+        )
+        .await;
     assert_eq!((code, err["field"].as_str()), (422, Some("body")), "{err}");
-    assert!(err["error"].as_str().unwrap().contains("event_action"), "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("event_action"),
+        "{err}"
+    );
     let (code, err) = d
         .post_json("/api/v1/webhooks/pagerduty", &json!({"event_action": "trigger", "payload": {"summary": "s", "source": "x", "severity": "bad"}}))
         .await;
     assert_eq!(code, 422, "{err}");
-    assert_eq!(incidents(&d).await.len(), before, "a refused request stores nothing");
+    assert_eq!(
+        incidents(&d).await.len(),
+        before,
+        "a refused request stores nothing"
+    );
     let (_, a) = d.get("/api/v1/alerts?status=any").await;
-    assert!(!a["alerts"].as_array().unwrap().iter().any(|x| x["labels"]["alertname"] == "A"));
+    assert!(!a["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["labels"]["alertname"] == "A"));
 }
 
 #[tokio::test]
@@ -237,8 +325,13 @@ async fn webhooks_ask_for_tokens_and_broken_mappings_stop_the_start() {
             &rules,
             &format!("[[webhooks]]\nname = \"x\"\nmapping = \"{mapping}\"\n"),
         );
-        let settings = triaged::config::Settings::from_toml(Path::new("t.toml"), &src, &Default::default()).unwrap();
-        let err = triaged::app::Daemon::start(settings).await.err().expect("refused");
+        let settings =
+            triaged::config::Settings::from_toml(Path::new("t.toml"), &src, &Default::default())
+                .unwrap();
+        let err = triaged::app::Daemon::start(settings)
+            .await
+            .err()
+            .expect("refused");
         assert!(format!("{err:#}").contains(mapping), "{err:#}");
     }
 }

@@ -168,7 +168,11 @@ pub async fn named(
         let ok = given.is_some_and(|g| crate::sources::webhooks::signature_ok(secret, &bytes, g));
         if !ok {
             reject("bad_signature");
-            let what = if given.is_some() { "does not match the body" } else { "is missing" };
+            let what = if given.is_some() {
+                "does not match the body"
+            } else {
+                "is missing"
+            };
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!("the HMAC-SHA256 signature in {} {what}", hook.hmac_header),
@@ -191,7 +195,12 @@ pub async fn named(
             .map(&mapping, &parsed, &header_map, Timestamp::now())
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("mapping task failed: {e}")))?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("mapping task failed: {e}"),
+        )
+    })?
     .map_err(|e| {
         reject(e.reason);
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.message).field(e.field)
@@ -222,9 +231,15 @@ pub async fn named(
         let action = crate::incidents::Action::Acknowledge {
             note: Some(format!("acknowledged through webhook {name}")),
         };
-        match state.queue.act(incident, action, format!("webhook:{name}")).await {
+        match state
+            .queue
+            .act(incident, action, format!("webhook:{name}"))
+            .await
+        {
             Ok(Ok(_)) | Ok(Err(crate::correlation::ActionError::Conflict { .. })) => {}
-            Ok(Err(e)) => tracing::warn!(webhook = %name, %incident, error = %e, "acknowledge from webhook not applied"),
+            Ok(Err(e)) => {
+                tracing::warn!(webhook = %name, %incident, error = %e, "acknowledge from webhook not applied")
+            }
             Err(e) => return Err(ApiError::unavailable(e.to_string())),
         }
     }

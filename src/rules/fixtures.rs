@@ -1,9 +1,10 @@
 //! Rule fixtures: `<rules dir>/tests/*.toml`, run by `triaged rules test` and by the
 //! test suite through the same [`run`].
 //!
-//! A fixture file holds `[[case]]`s (one alert and the decision expected for it) and
+//! A fixture file holds `[[case]]`s (one alert and the decision expected for it),
 //! `[[sequence]]`s (several alerts through the whole pipeline, as the daemon runs them,
-//! and the incidents expected afterwards). Only the fields an expectation names are
+//! and the incidents expected afterwards) and `[[mapping]]`s (a webhook body through a
+//! mapping script in `mappings/`, and the alerts, or the refused field, expected). Only the fields an expectation names are
 //! compared. Times are seconds after 2026-01-01T00:00:00Z, so that a fixture gives the
 //! same result whenever it runs.
 //!
@@ -46,6 +47,45 @@ struct FixtureFile {
     case: Vec<Case>,
     #[serde(default)]
     sequence: Vec<Sequence>,
+    #[serde(default)]
+    mapping: Vec<MappingCase>,
+}
+
+/// A webhook body through a mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingCase {
+    name: String,
+    /// The mapping's file name in `<dir>/mappings/`.
+    mapping: String,
+    body: serde_json::Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// The alerts expected, in order (only the fields given are compared).
+    #[serde(default)]
+    alerts: Vec<ExpectAlert>,
+    /// Instead: the field the mapping's refusal names.
+    error_field: Option<String>,
+    /// The status of the answer the mapping asks for (default: not compared).
+    response_status: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectAlert {
+    status: Option<AlertStatus>,
+    fingerprint: Option<String>,
+    /// Labels that must be there with these values (others may be too).
+    #[serde(default)]
+    labels: LabelSet,
+    /// Labels that must not be there.
+    #[serde(default)]
+    no_labels: Vec<String>,
+    #[serde(default)]
+    annotations: LabelSet,
+    /// RFC 3339.
+    starts_at: Option<String>,
+    acknowledge: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +269,20 @@ pub fn run(dir: &Path, env: &RuleEnv, policy: Policy) -> Result<Report, String> 
             let diffs = run_sequence(dir, env, policy, base, seq)?;
             record(&mut report, &name, &seq.name, diffs);
         }
+        for case in &fixture.mapping {
+            let mappings = crate::sources::webhooks::Mappings::load(
+                &dir.join("mappings"),
+                std::slice::from_ref(&case.mapping),
+                env,
+            )
+            .map_err(|e| e.to_string())?;
+            record(
+                &mut report,
+                &name,
+                &case.name,
+                check_mapping(&mappings, case, base),
+            );
+        }
     }
     let _ = write!(
         report.text,
@@ -290,6 +344,97 @@ impl FixtureAlert {
             received_at,
         }
     }
+}
+
+fn check_mapping(
+    mappings: &crate::sources::webhooks::Mappings,
+    case: &MappingCase,
+    base: Timestamp,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mapped = match mappings.map(&case.mapping, &case.body, &case.headers, base) {
+        Err(e) => {
+            match &case.error_field {
+                Some(f) if *f == e.field => {}
+                Some(f) => diffs.push(format!(
+                    "error field: expected {f:?}, got {:?} ({})",
+                    e.field, e.message
+                )),
+                None => diffs.push(format!("refused: {}: {}", e.field, e.message)),
+            }
+            return diffs;
+        }
+        Ok(m) => m,
+    };
+    if let Some(f) = &case.error_field {
+        diffs.push(format!(
+            "expected a refusal naming {f:?}, got {} alert(s)",
+            mapped.alerts.len()
+        ));
+        return diffs;
+    }
+    compare(
+        &mut diffs,
+        "response status",
+        case.response_status,
+        mapped.response.as_ref().map_or(200, |r| r.0),
+    );
+    if mapped.alerts.len() != case.alerts.len() {
+        diffs.push(format!(
+            "alerts: expected {}, got {}",
+            case.alerts.len(),
+            mapped.alerts.len()
+        ));
+        return diffs;
+    }
+    for (i, (want, got)) in case.alerts.iter().zip(&mapped.alerts).enumerate() {
+        let at = |f: &str| format!("alerts[{i}].{f}");
+        compare(&mut diffs, &at("status"), want.status, got.status);
+        compare(
+            &mut diffs,
+            &at("fingerprint"),
+            want.fingerprint.clone(),
+            got.fingerprint.clone(),
+        );
+        for (k, v) in &want.labels {
+            compare(
+                &mut diffs,
+                &at(&format!("labels.{k}")),
+                Some(Some(v.clone())),
+                got.labels.get(k).cloned(),
+            );
+        }
+        for k in &want.no_labels {
+            if got.labels.contains_key(k) {
+                diffs.push(format!(
+                    "{}: expected none, got {:?}",
+                    at(&format!("labels.{k}")),
+                    got.labels[k]
+                ));
+            }
+        }
+        for (k, v) in &want.annotations {
+            compare(
+                &mut diffs,
+                &at(&format!("annotations.{k}")),
+                Some(Some(v.clone())),
+                got.annotations.get(k).cloned(),
+            );
+        }
+        compare(
+            &mut diffs,
+            &at("starts_at"),
+            want.starts_at.clone(),
+            got.starts_at.to_string(),
+        );
+        compare(
+            &mut diffs,
+            &at("acknowledge"),
+            want.acknowledge,
+            mapped.acknowledge.contains(&got.fingerprint),
+        );
+    }
+    diffs
 }
 
 /// Adds "field: expected X, got Y" when an expected value differs.

@@ -57,10 +57,18 @@ pub struct WebhookSet {
 impl WebhookSet {
     /// Compiles every mapping the settings' webhooks name.
     pub fn load(settings: &crate::config::Settings) -> Result<WebhookSet, LoadError> {
-        let mut files: Vec<String> = settings.webhooks.iter().map(|w| w.mapping.clone()).collect();
+        let mut files: Vec<String> = settings
+            .webhooks
+            .iter()
+            .map(|w| w.mapping.clone())
+            .collect();
         files.sort();
         files.dedup();
-        let mappings = Mappings::load(&settings.rules.mappings_dir(), &files, &settings.rules.env())?;
+        let mappings = Mappings::load(
+            &settings.rules.mappings_dir(),
+            &files,
+            &settings.rules.env(),
+        )?;
         Ok(WebhookSet {
             hooks: settings.webhooks.clone(),
             mappings,
@@ -106,18 +114,19 @@ impl Mappings {
                 .iter_functions()
                 .find(|f| f.name == "on_webhook")
                 .map(|f| f.params.len());
-            let with_headers = match params {
-                Some(1) => false,
-                Some(2) => true,
-                _ => {
-                    return Err(LoadError::Compile {
+            let with_headers =
+                match params {
+                    Some(1) => false,
+                    Some(2) => true,
+                    _ => return Err(LoadError::Compile {
                         file,
                         line: 1,
                         column: 1,
-                        message: "a mapping defines fn on_webhook(body) or fn on_webhook(body, headers)".into(),
-                    })
-                }
-            };
+                        message:
+                            "a mapping defines fn on_webhook(body) or fn on_webhook(body, headers)"
+                                .into(),
+                    }),
+                };
             by_file.insert(name.clone(), Mapping { ast, with_headers });
         }
         Ok(Mappings { engine, by_file })
@@ -132,7 +141,11 @@ impl Mappings {
         now: Timestamp,
     ) -> Result<Mapped, PayloadError> {
         let mapping = self.by_file.get(file).ok_or_else(|| {
-            PayloadError::new("mapping", "mapping_error", format!("no mapping {file:?} loaded"))
+            PayloadError::new(
+                "mapping",
+                "mapping_error",
+                format!("no mapping {file:?} loaded"),
+            )
         })?;
         let input = to_dynamic(body);
         let result = if mapping.with_headers {
@@ -140,14 +153,23 @@ impl Mappings {
                 .iter()
                 .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
                 .collect();
-            crate::rules::call_under_deadline(&self.engine, &mapping.ast, "on_webhook", (input, Dynamic::from_map(h)))
+            crate::rules::call_under_deadline(
+                &self.engine,
+                &mapping.ast,
+                "on_webhook",
+                (input, Dynamic::from_map(h)),
+            )
         } else {
             crate::rules::call_under_deadline(&self.engine, &mapping.ast, "on_webhook", (input,))
         }
         .map_err(|(kind, message)| {
             PayloadError::new(
                 "body",
-                if kind == "limit" { "mapping_limit" } else { "mapping_error" },
+                if kind == "limit" {
+                    "mapping_limit"
+                } else {
+                    "mapping_error"
+                },
                 format!("mapping {file} failed: {message}"),
             )
         })?;
@@ -238,7 +260,10 @@ fn text_of(v: &Dynamic, field: &str) -> Result<String, PayloadError> {
     if v.is_int() || v.is_float() || v.is_bool() {
         return Ok(v.to_string());
     }
-    Err(malformed(field, format!("expected text, got a {}", v.type_name())))
+    Err(malformed(
+        field,
+        format!("expected text, got a {}", v.type_name()),
+    ))
 }
 
 fn labels(map: &Map, key: &str, field: &dyn Fn(&str) -> String) -> Result<LabelSet, PayloadError> {
@@ -274,7 +299,10 @@ fn time(v: Option<&Dynamic>, field: &str) -> Result<Option<Timestamp>, PayloadEr
     match text.parse::<Timestamp>() {
         Ok(t) if t.as_second() <= -62_135_596_800 + 86_400 => Ok(None),
         Ok(t) => Ok(Some(t)),
-        Err(e) => Err(malformed(field, format!("expected an RFC 3339 time or Unix seconds, got {text:?}: {e}"))),
+        Err(e) => Err(malformed(
+            field,
+            format!("expected an RFC 3339 time or Unix seconds, got {text:?}: {e}"),
+        )),
     }
 }
 
@@ -290,12 +318,19 @@ const ALERT_FIELDS: [&str; 9] = [
     "acknowledge",
 ];
 
-fn alert(map: &Map, now: Timestamp, field: &dyn Fn(&str) -> String) -> Result<(Alert, bool), PayloadError> {
+fn alert(
+    map: &Map,
+    now: Timestamp,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(Alert, bool), PayloadError> {
     for key in map.keys() {
         if !ALERT_FIELDS.contains(&key.as_str()) {
             return Err(malformed(
                 field(key),
-                format!("unknown alert field {key:?} (expected one of {})", ALERT_FIELDS.join(", ")),
+                format!(
+                    "unknown alert field {key:?} (expected one of {})",
+                    ALERT_FIELDS.join(", ")
+                ),
             ));
         }
     }
@@ -413,8 +448,8 @@ pub fn signature_ok(secret: &[u8], body: &[u8], header: &str) -> bool {
     let Ok(given) = hex::decode(given) else {
         return false;
     };
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
-        .expect("HMAC takes keys of any length");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     mac.verify_slice(&given).is_ok()
 }
@@ -466,16 +501,37 @@ mod tests {
     #[test]
     fn malformed_results_name_the_field() {
         let cases = [
-            ("fn on_webhook(b) { #{ labels: #{} } }", "alerts[0].labels.alertname"),
-            ("fn on_webhook(b) { #{ alertname: \"A\", status: \"bad\" } }", "alerts[0].status"),
-            ("fn on_webhook(b) { #{ alertname: \"A\", starts_at: \"soon\" } }", "alerts[0].starts_at"),
-            ("fn on_webhook(b) { #{ alertname: \"A\", colour: 1 } }", "alerts[0].colour"),
-            ("fn on_webhook(b) { [#{ alertname: \"A\" }, 5] }", "alerts[1]"),
-            ("fn on_webhook(b) { #{ alertname: \"A\", labels: #{ x: [1] } } }", "alerts[0].labels.x"),
+            (
+                "fn on_webhook(b) { #{ labels: #{} } }",
+                "alerts[0].labels.alertname",
+            ),
+            (
+                "fn on_webhook(b) { #{ alertname: \"A\", status: \"bad\" } }",
+                "alerts[0].status",
+            ),
+            (
+                "fn on_webhook(b) { #{ alertname: \"A\", starts_at: \"soon\" } }",
+                "alerts[0].starts_at",
+            ),
+            (
+                "fn on_webhook(b) { #{ alertname: \"A\", colour: 1 } }",
+                "alerts[0].colour",
+            ),
+            (
+                "fn on_webhook(b) { [#{ alertname: \"A\" }, 5] }",
+                "alerts[1]",
+            ),
+            (
+                "fn on_webhook(b) { #{ alertname: \"A\", labels: #{ x: [1] } } }",
+                "alerts[0].labels.x",
+            ),
             ("fn on_webhook(b) { 42 }", "alerts"),
             ("fn on_webhook(b) { throw \"no\"; }", "body"),
             ("fn on_webhook(b) { loop {} }", "body"),
-            ("fn on_webhook(b) { #{ alerts: [], response: #{ status: 500 } } }", "response.status"),
+            (
+                "fn on_webhook(b) { #{ alerts: [], response: #{ status: 500 } } }",
+                "response.status",
+            ),
         ];
         for (src, field) in cases {
             let err = run(&load(src), serde_json::json!({})).unwrap_err();
@@ -494,12 +550,20 @@ mod tests {
         let mut h = BTreeMap::new();
         h.insert("x-test".to_string(), "yes".to_string());
         let out = m
-            .map("m.rhai", &serde_json::json!({"key": "k1"}), &h, t("2026-12-01T00:00:00Z"))
+            .map(
+                "m.rhai",
+                &serde_json::json!({"key": "k1"}),
+                &h,
+                t("2026-12-01T00:00:00Z"),
+            )
             .unwrap();
         assert_eq!(out.acknowledge, ["k1"]);
         assert_eq!(
             out.response,
-            Some((202, serde_json::json!({"status": "success", "dedup_key": "k1", "seen": "yes"})))
+            Some((
+                202,
+                serde_json::json!({"status": "success", "dedup_key": "k1", "seen": "yes"})
+            ))
         );
         assert_eq!(out.alerts[0].fingerprint, "k1");
     }
