@@ -38,6 +38,8 @@ pub enum Source {
     Heartbeat,
     /// A named webhook (`[[webhooks]]`); its name is the alert's `webhook` annotation.
     Webhook,
+    /// A Prometheus poller (`[[prometheus]]`); its name is the `prometheus` annotation.
+    Prometheus,
 }
 
 impl Source {
@@ -46,6 +48,7 @@ impl Source {
             Source::Alertmanager => "alertmanager",
             Source::Heartbeat => "heartbeat",
             Source::Webhook => "webhook",
+            Source::Prometheus => "prometheus",
         }
     }
 }

@@ -37,6 +37,11 @@ pub struct Daemon {
     flap_detection: bool,
     /// Correlation's earliest SLA deadline (Unix ns): a tick is due then.
     next_due: Arc<AtomicI64>,
+    /// `[[prometheus]]` pollers, each resumed from what the store has firing from it.
+    pollers: Vec<(
+        crate::sources::prometheus::Poller,
+        crate::sources::prometheus::Tracker,
+    )>,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -115,6 +120,9 @@ impl Reloader {
         }
         if s.maintenance != new.maintenance {
             restart.push("maintenance");
+        }
+        if s.prometheus != new.prometheus {
+            restart.push("prometheus");
         }
         if format!("{:?}", s.log) != format!("{:?}", new.log) {
             restart.push("log");
@@ -206,6 +214,19 @@ impl Daemon {
                     .collect(),
             ))
         };
+        let mut pollers = Vec::new();
+        for p in &settings.prometheus {
+            let (store, name) = (store.clone(), p.name.clone());
+            let active = tokio::task::spawn_blocking(move || {
+                crate::sources::prometheus::stored_active(&*store, &name)
+            })
+            .await
+            .context("poller resume task failed")??;
+            pollers.push((
+                p.clone(),
+                crate::sources::prometheus::Tracker::resume(active),
+            ));
+        }
         let next_due = Arc::new(AtomicI64::new(i64::MAX));
         let correlator = Correlator {
             store: store.clone(),
@@ -236,6 +257,7 @@ impl Daemon {
             silences_lock: Arc::default(),
             config: config.clone(),
             webhooks: webhooks.clone(),
+            stale_sources: Arc::default(),
             max_body_bytes: settings.server.max_body_bytes,
             ready: AtomicBool::new(false),
         });
@@ -259,6 +281,7 @@ impl Daemon {
             heartbeats,
             flap_detection,
             next_due,
+            pollers,
         })
     }
 
@@ -292,6 +315,20 @@ impl Daemon {
             self.state.queue.clone(),
             shutdown.clone(),
         ));
+        let mut polling = Vec::new();
+        for (poller, tracker) in self.pollers {
+            let report = crate::sources::prometheus::Reporting {
+                metrics: self.state.metrics.clone(),
+                stale: self.state.stale_sources.clone(),
+            };
+            polling.push(tokio::spawn(crate::sources::prometheus::run(
+                poller,
+                tracker,
+                self.state.queue.clone(),
+                report,
+                shutdown.clone(),
+            )));
+        }
         self.state.set_ready(true);
         tracing::info!(%addr, "listening");
         let state = self.state.clone();
@@ -304,6 +341,9 @@ impl Daemon {
             })
             .await;
         let _ = beating.await;
+        for p in polling {
+            let _ = p.await;
+        }
         // Dropping the last queue handle lets correlation drain, checkpoint and stop.
         *self
             .reloader

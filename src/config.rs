@@ -40,6 +40,8 @@ pub struct RawConfig {
     pub maintenance: Vec<RawMaintenance>,
     /// Named webhooks: `POST /api/v1/webhooks/{name}` through a mapping script.
     pub webhooks: Vec<RawWebhook>,
+    /// Prometheus servers polled for alerts and queries.
+    pub prometheus: Vec<RawPrometheus>,
     /// Logging.
     pub log: RawLog,
 }
@@ -88,6 +90,60 @@ pub struct RawMaintenance {
     pub days: Option<Vec<crate::silences::Day>>,
     pub start: Option<String>,
     pub duration_mins: Option<u64>,
+}
+
+/// One `[[prometheus]]` poller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrometheus {
+    /// Names the source (metrics, the alerts' `prometheus` annotation).
+    pub name: String,
+    /// Prometheus' base URL, `http://host:9090`.
+    pub url: String,
+    #[serde(default = "thirty")]
+    pub interval_secs: u64,
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+    /// Poll `/api/v1/alerts` (mode 1).
+    #[serde(default = "yes")]
+    pub alerts: bool,
+    /// Environment variable or file holding a bearer token for Prometheus.
+    pub bearer_token_env: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth: user name, password from an environment variable.
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    /// Mode 2: PromQL queries whose series fire.
+    #[serde(default)]
+    pub queries: Vec<RawQuery>,
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+fn ten() -> u64 {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One `[[prometheus.queries]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    pub alertname: String,
+    /// PromQL giving an instant vector: each series is an alert.
+    pub expr: String,
+    /// A series fires once present this long.
+    #[serde(default)]
+    pub for_secs: u64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// One `[[webhooks]]` entry.
@@ -358,6 +414,7 @@ pub struct Settings {
     pub escalation: crate::sla::Escalation,
     pub maintenance: Vec<crate::silences::MaintenanceWindow>,
     pub webhooks: Vec<Webhook>,
+    pub prometheus: Vec<crate::sources::prometheus::Poller>,
     pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
 }
@@ -429,6 +486,18 @@ impl Settings {
             "sla": sla,
             "escalation": {"levels": self.escalation.levels},
             "maintenance": maintenance,
+            "webhooks": self.webhooks.iter().map(|w| json!({
+                "name": w.name, "mapping": w.mapping, "signed": w.hmac_secret.is_some(),
+                "hmac_header": w.hmac_header, "role": w.role.map(|r| r.as_str()),
+            })).collect::<Vec<_>>(),
+            "prometheus": self.prometheus.iter().map(|p| json!({
+                "name": p.name, "url": p.url, "interval_secs": p.interval.as_secs(),
+                "timeout_secs": p.timeout.as_secs(), "alerts": p.alerts,
+                "queries": p.queries.iter().map(|q| json!({
+                    "alertname": q.alertname, "expr": q.expr, "for_secs": q.for_secs,
+                    "labels": q.labels, "annotations": q.annotations,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "heartbeats": self.heartbeats.iter().map(|h| json!({
                 "name": h.name, "alertname": h.alertname, "labels": h.labels,
                 "interval_secs": h.interval.as_secs(), "service": h.service, "severity": h.severity,
@@ -709,6 +778,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
     let (matrix, targets, escalation) = service_levels(&raw)?;
     let maintenance = maintenance_windows(&raw.maintenance)?;
     let webhooks = webhooks(&raw.webhooks)?;
+    let prometheus = pollers(&raw.prometheus)?;
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -916,12 +986,112 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         escalation,
         maintenance,
         webhooks,
+        prometheus,
         heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
         },
     })
+}
+
+/// `[[prometheus]]` validated, secrets read.
+fn pollers(raw: &[RawPrometheus]) -> Result<Vec<crate::sources::prometheus::Poller>, Invalid> {
+    use crate::sources::prometheus::{Auth, Poller, Query};
+    let mut out: Vec<Poller> = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let key = |field: &str| format!("prometheus[{i}].{field}");
+        if p.name.trim().is_empty() || out.iter().any(|o| o.name == p.name) {
+            return Err(invalid(
+                key("name"),
+                format!("{:?} is empty or used twice", p.name),
+            ));
+        }
+        let url = p.url.trim_end_matches('/');
+        match reqwest::Url::parse(url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => {
+                return Err(invalid(
+                    key("url"),
+                    format!(
+                        "expected an http(s) URL like http://127.0.0.1:9090, got {:?}",
+                        p.url
+                    ),
+                ))
+            }
+        }
+        if !(1..=86_400).contains(&p.interval_secs) {
+            return Err(invalid(key("interval_secs"), "expected 1 to 86400"));
+        }
+        if !(1..=600).contains(&p.timeout_secs) {
+            return Err(invalid(key("timeout_secs"), "expected 1 to 600"));
+        }
+        let secret_env = |field: &str, var: &str| {
+            std::env::var(var)
+                .map_err(|_| invalid(key(field), format!("environment variable {var} is not set")))
+        };
+        let auth = match (
+            &p.bearer_token_env,
+            &p.bearer_token_file,
+            &p.username,
+            &p.password_env,
+        ) {
+            (None, None, None, None) => Auth::None,
+            (Some(var), None, None, None) => Auth::Bearer(secret_env("bearer_token_env", var)?),
+            (None, Some(file), None, None) => Auth::Bearer(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        invalid(
+                            key("bearer_token_file"),
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+            ),
+            (None, None, Some(user), Some(var)) => Auth::Basic {
+                user: user.clone(),
+                password: secret_env("password_env", var)?,
+            },
+            _ => return Err(invalid(
+                key("name"),
+                "give one of bearer_token_env, bearer_token_file, or username with password_env",
+            )),
+        };
+        let mut queries: Vec<Query> = Vec::new();
+        for (j, q) in p.queries.iter().enumerate() {
+            let qkey = |field: &str| format!("prometheus[{i}].queries[{j}].{field}");
+            if q.alertname.trim().is_empty() {
+                return Err(invalid(qkey("alertname"), "must not be empty"));
+            }
+            if q.expr.trim().is_empty() {
+                return Err(invalid(qkey("expr"), "must not be empty"));
+            }
+            queries.push(Query {
+                alertname: q.alertname.clone(),
+                expr: q.expr.clone(),
+                for_secs: q.for_secs,
+                labels: q.labels.clone(),
+                annotations: q.annotations.clone(),
+            });
+        }
+        if !p.alerts && queries.is_empty() {
+            return Err(invalid(
+                key("alerts"),
+                "with alerts = false, give at least one [[prometheus.queries]]",
+            ));
+        }
+        out.push(Poller {
+            name: p.name.clone(),
+            url: url.to_string(),
+            interval: std::time::Duration::from_secs(p.interval_secs),
+            timeout: std::time::Duration::from_secs(p.timeout_secs),
+            alerts: p.alerts,
+            queries,
+            auth,
+        });
+    }
+    Ok(out)
 }
 
 /// `[[webhooks]]` validated, secrets read.
@@ -1410,6 +1580,37 @@ mod tests {
             (
                 "[[maintenance]]\nname = \"x\"\ndays = [\"caturday\"]\nstart = \"01:00\"\nduration_mins = 5\n",
                 "maintenance[0].days[0]",
+            ),
+        ] {
+            let err = load(src).unwrap_err();
+            assert_eq!(err.key, key, "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn prometheus_pollers_are_read_and_checked() {
+        let s = load(
+            "[[prometheus]]\nname = \"main\"\nurl = \"http://127.0.0.1:9090/\"\n\
+             [[prometheus.queries]]\nalertname = \"Up\"\nexpr = \"up == 0\"\nfor_secs = 60\n",
+        )
+        .unwrap();
+        let p = &s.prometheus[0];
+        assert_eq!(
+            (p.url.as_str(), p.interval.as_secs(), p.alerts),
+            ("http://127.0.0.1:9090", 30, true)
+        );
+        assert_eq!(p.queries[0].for_secs, 60);
+        for (src, key) in [
+            ("[[prometheus]]\nname = \"a\"\nurl = \"ftp://x\"\n", "prometheus[0].url"),
+            ("[[prometheus]]\nname = \"a\"\nurl = \"http://x\"\ninterval_secs = 0\n", "prometheus[0].interval_secs"),
+            ("[[prometheus]]\nname = \"a\"\nurl = \"http://x\"\nalerts = false\n", "prometheus[0].alerts"),
+            (
+                "[[prometheus]]\nname = \"a\"\nurl = \"http://x\"\n[[prometheus.queries]]\nalertname = \"\"\nexpr = \"up\"\n",
+                "prometheus[0].queries[0].alertname",
+            ),
+            (
+                "[[prometheus]]\nname = \"a\"\nurl = \"http://x\"\nbearer_token_env = \"TRIAGED_TEST_UNSET_VAR\"\n",
+                "prometheus[0].bearer_token_env",
             ),
         ] {
             let err = load(src).unwrap_err();

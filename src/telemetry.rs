@@ -43,6 +43,8 @@ pub struct Metrics {
     pub alerts_dropped: IntCounter,
     pub problems_opened: IntCounter,
     pub sla_breaches: IntCounterVec,
+    pub source_polls: IntCounterVec,
+    pub source_stale: prometheus::IntGaugeVec,
     pub escalations: IntCounter,
     pub rule_errors: IntCounterVec,
     pub rules_reloads: IntCounterVec,
@@ -141,6 +143,17 @@ impl Metrics {
         registry
             .register(Box::new(heartbeats_missing.clone()))
             .expect("unique metric");
+        let source_stale = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "triaged_source_stale",
+                "1 while a polled source ([[prometheus]]) fails to answer: nothing it reported resolves meanwhile",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(source_stale.clone()))
+            .expect("unique metric");
         let store_last_checkpoint = prometheus::Gauge::new(
             "triaged_store_last_checkpoint_duration_seconds",
             "Duration of the last checkpoint of the write-ahead log into the database",
@@ -190,6 +203,12 @@ impl Metrics {
             problems_opened: counter(
                 "triaged_problems_opened_total",
                 "Problems opened by a rule's on_incident",
+            ),
+            source_stale,
+            source_polls: counter_vec(
+                "triaged_source_polls_total",
+                "Polls of a polled source ([[prometheus]]), by result",
+                &["source", "result"],
             ),
             sla_breaches: counter_vec(
                 "triaged_sla_breaches_total",

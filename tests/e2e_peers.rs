@@ -6,52 +6,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use common::*;
 use serde_json::{json, Value};
 
 const INGEST: &str = "e2e-ingest-token-0123456789";
 const OPERATOR: &str = "e2e-operator-token-0123456789";
-
-/// A child process killed (and reaped) when dropped; its output goes to a log file
-/// that is printed if the test fails.
-struct Peer {
-    name: &'static str,
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Peer {
-    fn start(name: &'static str, program: &str, args: &[String], dir: &Path) -> Peer {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} (tests/run.sh installs it): {e}"));
-        Peer { name, child, log }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {} log ---", self.name);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
 
 async fn incidents(d: &Daemon) -> Vec<Value> {
     let resp = d

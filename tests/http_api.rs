@@ -341,7 +341,10 @@ async fn health_readiness_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), "").await;
     assert_eq!(d.get("/healthz").await, (200, json!({"status": "ok"})));
-    assert_eq!(d.get("/readyz").await, (200, json!({"status": "ready"})));
+    assert_eq!(
+        d.get("/readyz").await,
+        (200, json!({"status": "ready", "stale_sources": []}))
+    );
     d.post_json(AM_PATH, &am_payload(vec![firing("A", "1")]))
         .await;
     let (_, metrics) = d.get("/metrics").await;

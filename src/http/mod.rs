@@ -47,6 +47,8 @@ pub struct Shared {
     pub changes_lock: Arc<std::sync::Mutex<()>>,
     /// The named webhooks and their mappings; replaced when SIGHUP reloads the config.
     pub webhooks: Arc<std::sync::RwLock<Arc<crate::sources::webhooks::WebhookSet>>>,
+    /// Polled sources that fail to answer (`/readyz` names them).
+    pub stale_sources: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The configuration in force (`Settings::view`), for `GET /api/v1/config`.
     pub config: Arc<std::sync::RwLock<serde_json::Value>>,
     /// The silences in force, shared with correlation.
@@ -243,7 +245,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
             .into_response();
     }
     if state.ready.load(Ordering::SeqCst) {
-        Json(serde_json::json!({"status": "ready"})).into_response()
+        let stale: Vec<String> = state
+            .stale_sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        Json(serde_json::json!({"status": "ready", "stale_sources": stale})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

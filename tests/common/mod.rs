@@ -285,3 +285,58 @@ impl Drop for Child {
         let _ = self.process.wait();
     }
 }
+
+/// A child process killed (and reaped) when dropped; its output goes to a log file
+/// that is printed if the test fails.
+pub struct Peer {
+    name: &'static str,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Peer {
+    pub fn start(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        dir: &std::path::Path,
+    ) -> Peer {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::from(out.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (tests/run.sh installs it): {e}"));
+        Peer { name, child, log }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} log ---", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+impl Peer {
+    /// Sends a signal (`HUP`, `TERM`) to the peer.
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} {}", self.name);
+    }
+}
