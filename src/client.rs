@@ -111,6 +111,11 @@ pub async fn send(ep: &Endpoint, call: Call) -> Result<Value, Failure> {
     Err(Failure(msg))
 }
 
+/// The elements of a JSON array (none if it is not one).
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
 fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -186,10 +191,7 @@ fn rows_or_json(output: Output, v: &Value, header: &[&str], rows: Vec<Vec<String
 
 /// `triaged incidents list`.
 pub fn incidents_table(v: &Value, output: Output) -> String {
-    let rows = v["incidents"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = items(&v["incidents"])
         .iter()
         .map(|i| {
             vec![
@@ -220,10 +222,7 @@ pub fn incidents_table(v: &Value, output: Output) -> String {
 }
 
 fn timeline(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = v["timeline"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&v["timeline"])
         .iter()
         .map(|e| {
             let change = match (e["from"].as_str(), e["to"].as_str()) {
@@ -315,10 +314,7 @@ pub fn acted(v: &Value, output: Output) -> String {
 
 /// `triaged problems list`.
 pub fn problems_table(v: &Value, output: Output) -> String {
-    let rows = v["problems"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = items(&v["problems"])
         .iter()
         .map(|p| {
             vec![
@@ -357,13 +353,7 @@ pub fn problem_detail(v: &Value, output: Output) -> String {
             ("closed", "closed_at"),
         ],
     );
-    let incs: Vec<String> = v["incidents"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(s)
-        .collect();
+    let incs: Vec<String> = items(&v["incidents"]).iter().map(s).collect();
     let _ = writeln!(out, "incidents   {}", incs.join(", "));
     out.push('\n');
     out.push_str(&timeline(v));
@@ -371,10 +361,7 @@ pub fn problem_detail(v: &Value, output: Output) -> String {
 }
 
 fn matchers(v: &Value) -> String {
-    v["matchers"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    items(&v["matchers"])
         .iter()
         .map(|m| format!("{}{}{:?}", s(&m["name"]), s(&m["op"]), s(&m["value"])))
         .collect::<Vec<_>>()
@@ -383,10 +370,7 @@ fn matchers(v: &Value) -> String {
 
 /// `triaged silences list`.
 pub fn silences_table(v: &Value, output: Output) -> String {
-    let rows = v["silences"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = items(&v["silences"])
         .iter()
         .map(|x| {
             vec![
@@ -551,19 +535,10 @@ pub fn report(kind: &str, v: &Value, output: Output) -> String {
             (vec!["KIND", "ITEM", "COUNT", "DETAIL"], rows)
         }
         _ => {
-            let rows = v["changes"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let rows = items(&v["changes"])
                 .iter()
                 .map(|c| {
-                    let incs: Vec<String> = c["incidents"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(s)
-                        .collect();
+                    let incs: Vec<String> = items(&c["incidents"]).iter().map(s).collect();
                     vec![
                         s(&c["id"]),
                         s(&c["service"]),

@@ -102,6 +102,18 @@ pub async fn alertmanager(
             "Alertmanager truncated this notification (max_alerts); the missing alerts come with later notifications"
         );
     }
+    let count = store_alerts(&state, source, alerts).await?;
+    Ok(Json(
+        serde_json::json!({"status": "stored", "alerts": count}),
+    ))
+}
+
+/// Hands a request's alerts to correlation and counts them once durably stored.
+async fn store_alerts(
+    state: &AppState,
+    source: Source,
+    alerts: Vec<crate::alerts::Alert>,
+) -> Result<usize, ApiError> {
     let count = alerts.len();
     state
         .queue
@@ -113,9 +125,7 @@ pub async fn alertmanager(
         .alerts_received
         .with_label_values(&[source.as_str()])
         .inc_by(count as u64);
-    Ok(Json(
-        serde_json::json!({"status": "stored", "alerts": count}),
-    ))
+    Ok(count)
 }
 
 /// `POST /api/v1/webhooks/{name}`: a named webhook (`[[webhooks]]`) through its
@@ -209,17 +219,7 @@ pub async fn named(
     for a in &mut alerts {
         a.annotations.insert("webhook".into(), name.clone());
     }
-    let count = alerts.len();
-    state
-        .queue
-        .submit(alerts)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    state
-        .metrics
-        .alerts_received
-        .with_label_values(&[source.as_str()])
-        .inc_by(count as u64);
+    let count = store_alerts(&state, source, alerts).await?;
     // Acknowledgements (PagerDuty's `acknowledge`): the incidents the alerts are on.
     for fp in &mapped.acknowledge {
         let store = state.store.clone();

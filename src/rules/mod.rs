@@ -343,6 +343,16 @@ fn register_host_functions(engine: &mut Engine, env: &RuleEnv) {
     });
 }
 
+/// Compiles one script; an error names the file, line and column.
+pub(crate) fn compile_script(engine: &Engine, file: &Path, src: &str) -> Result<AST, LoadError> {
+    engine.compile(src).map_err(|e| LoadError::Compile {
+        file: file.to_path_buf(),
+        line: e.1.line().unwrap_or(0),
+        column: e.1.position().unwrap_or(0),
+        message: e.0.to_string(),
+    })
+}
+
 /// Calls a script function with the sandbox's wall-clock deadline; an error is its
 /// bounded kind (`limit` or `runtime`, for metrics) and message. Mappings use it too.
 pub(crate) fn call_under_deadline(
@@ -412,12 +422,7 @@ impl Rules {
         for (file, src) in sources {
             use sha2::Digest;
             let sha256 = hex::encode(sha2::Sha256::digest(src.as_bytes()));
-            let ast = engine.compile(&src).map_err(|e| LoadError::Compile {
-                file: file.clone(),
-                line: e.1.line().unwrap_or(0),
-                column: e.1.position().unwrap_or(0),
-                message: e.0.to_string(),
-            })?;
+            let ast = compile_script(&engine, &file, &src)?;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -104,12 +104,7 @@ impl Mappings {
                 column: 0,
                 message: format!("cannot read the mapping: {e}"),
             })?;
-            let ast = engine.compile(&src).map_err(|e| LoadError::Compile {
-                file: file.clone(),
-                line: e.1.line().unwrap_or(0),
-                column: e.1.position().unwrap_or(0),
-                message: e.0.to_string(),
-            })?;
+            let ast = crate::rules::compile_script(&engine, &file, &src)?;
             let params = ast
                 .iter_functions()
                 .find(|f| f.name == "on_webhook")
