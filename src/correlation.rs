@@ -505,13 +505,19 @@ impl Correlator {
         inc: &mut Incident,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let Some(problem) = p.problem_for_key(&inc.key)? else {
+        // Peeked first: only a known error joins the batch (most keys have none).
+        let Some(pid) = p.problem_id_for_key(&inc.key)? else {
             return Ok(());
         };
-        let Some(workaround) = problem.known_workaround().map(str::to_string) else {
+        let workaround = p
+            .peek_problem(pid)?
+            .and_then(|pr| pr.known_workaround().map(str::to_string));
+        let Some(workaround) = workaround else {
             return Ok(());
         };
-        let pid = problem.id;
+        let Some(problem) = p.problem_mut(pid)? else {
+            return Ok(());
+        };
         let linked = problem.link(inc.id, now);
         inc.problem = Some(pid);
         inc.workaround = Some(workaround.clone());
@@ -1343,8 +1349,8 @@ impl<'a> Pending<'a> {
         }
     }
 
-    /// The latest problem for a problem key, loaded into the batch.
-    fn problem_for_key(&mut self, key: &str) -> Result<Option<&mut Problem>, StoreError> {
+    /// The latest problem's id for a problem key, without loading it.
+    fn problem_id_for_key(&self, key: &str) -> Result<Option<ProblemId>, StoreError> {
         let known = self
             .problem_keys
             .get(key)
@@ -1355,14 +1361,30 @@ impl<'a> Pending<'a> {
                     .find_map(|f| f.problem_keys.get(key))
             })
             .copied();
-        let id = match known {
-            Some(id) => id,
-            None => match self.store.problem_for_key(key)? {
-                Some(p) => p.id,
-                None => return Ok(None),
-            },
-        };
-        self.problem_mut(id)
+        match known {
+            Some(id) => Ok(Some(id)),
+            None => Ok(self.store.problem_for_key(key)?.map(|p| p.id)),
+        }
+    }
+
+    /// The latest problem for a problem key, loaded into the batch.
+    fn problem_for_key(&mut self, key: &str) -> Result<Option<&mut Problem>, StoreError> {
+        match self.problem_id_for_key(key)? {
+            Some(id) => self.problem_mut(id),
+            None => Ok(None),
+        }
+    }
+
+    /// A problem as this batch sees it, without loading it into the batch.
+    fn peek_problem(&self, id: ProblemId) -> Result<Option<Problem>, StoreError> {
+        if let Some(p) = self
+            .problems
+            .get(&id)
+            .or_else(|| self.inflight.iter().rev().find_map(|f| f.problems.get(&id)))
+        {
+            return Ok(Some(p.clone()));
+        }
+        self.store.problem(id)
     }
 
     /// The problem, loaded into the batch on first use.
