@@ -40,6 +40,8 @@ pub enum Source {
     Webhook,
     /// A Prometheus poller (`[[prometheus]]`); its name is the `prometheus` annotation.
     Prometheus,
+    /// A log-file watcher (`[[log_watchers]]`); its name is the `log_watcher` annotation.
+    Log,
 }
 
 impl Source {
@@ -49,6 +51,7 @@ impl Source {
             Source::Heartbeat => "heartbeat",
             Source::Webhook => "webhook",
             Source::Prometheus => "prometheus",
+            Source::Log => "log",
         }
     }
 }

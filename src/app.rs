@@ -42,6 +42,8 @@ pub struct Daemon {
         crate::sources::prometheus::Poller,
         crate::sources::prometheus::Tracker,
     )>,
+    /// `[[log_watchers]]`, each resumed from its stored read positions.
+    tailers: Vec<crate::sources::logs::Tailer>,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -123,6 +125,9 @@ impl Reloader {
         }
         if s.prometheus != new.prometheus {
             restart.push("prometheus");
+        }
+        if s.log_watchers != new.log_watchers {
+            restart.push("log_watchers");
         }
         if format!("{:?}", s.log) != format!("{:?}", new.log) {
             restart.push("log");
@@ -227,6 +232,14 @@ impl Daemon {
                 crate::sources::prometheus::Tracker::resume(active),
             ));
         }
+        let mut tailers = Vec::new();
+        for w in &settings.log_watchers {
+            let (store, name) = (store.clone(), w.name.clone());
+            let offsets = tokio::task::spawn_blocking(move || store.log_offsets(&name))
+                .await
+                .context("log watcher resume task failed")??;
+            tailers.push(crate::sources::logs::Tailer::new(w.clone(), offsets));
+        }
         let next_due = Arc::new(AtomicI64::new(i64::MAX));
         let correlator = Correlator {
             store: store.clone(),
@@ -282,6 +295,7 @@ impl Daemon {
             flap_detection,
             next_due,
             pollers,
+            tailers,
         })
     }
 
@@ -326,6 +340,14 @@ impl Daemon {
                 tracker,
                 self.state.queue.clone(),
                 report,
+                shutdown.clone(),
+            )));
+        }
+        for tailer in self.tailers {
+            polling.push(tokio::spawn(crate::sources::logs::run(
+                tailer,
+                self.state.queue.clone(),
+                self.state.metrics.clone(),
                 shutdown.clone(),
             )));
         }

@@ -42,6 +42,8 @@ pub struct RawConfig {
     pub webhooks: Vec<RawWebhook>,
     /// Prometheus servers polled for alerts and queries.
     pub prometheus: Vec<RawPrometheus>,
+    /// Log files watched for lines that become alerts.
+    pub log_watchers: Vec<RawLogWatcher>,
     /// Logging.
     pub log: RawLog,
 }
@@ -90,6 +92,46 @@ pub struct RawMaintenance {
     pub days: Option<Vec<crate::silences::Day>>,
     pub start: Option<String>,
     pub duration_mins: Option<u64>,
+}
+
+/// One `[[log_watchers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogWatcher {
+    pub name: String,
+    /// Files to watch: absolute paths whose file name may be a glob (`/var/log/app.log*`).
+    pub paths: Vec<String>,
+    /// A regular expression; a matching line fires an alert, its named captures labels.
+    #[serde(rename = "match")]
+    pub match_: String,
+    /// A line matching this resolves the alert with the same labels.
+    pub resolve_match: Option<String>,
+    pub alertname: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Fire only after this many matches within `window_secs`.
+    pub threshold: Option<RawThreshold>,
+    /// `end` (new lines only, the default) or `beginning`, for files found at start.
+    #[serde(default = "end")]
+    pub start: String,
+    /// Longer lines are cut (and counted).
+    #[serde(default = "sixty_four_k")]
+    pub max_line_bytes: usize,
+}
+
+fn end() -> String {
+    "end".into()
+}
+
+fn sixty_four_k() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub count: u32,
+    pub window_secs: u64,
 }
 
 /// One `[[prometheus]]` poller.
@@ -415,6 +457,7 @@ pub struct Settings {
     pub maintenance: Vec<crate::silences::MaintenanceWindow>,
     pub webhooks: Vec<Webhook>,
     pub prometheus: Vec<crate::sources::prometheus::Poller>,
+    pub log_watchers: Vec<crate::sources::logs::LogWatcher>,
     pub heartbeats: Vec<Heartbeat>,
     pub log: LogSettings,
 }
@@ -779,6 +822,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
     let maintenance = maintenance_windows(&raw.maintenance)?;
     let webhooks = webhooks(&raw.webhooks)?;
     let prometheus = pollers(&raw.prometheus)?;
+    let log_watchers = log_watchers(&raw.log_watchers)?;
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -987,12 +1031,112 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         maintenance,
         webhooks,
         prometheus,
+        log_watchers,
         heartbeats,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
         },
     })
+}
+
+/// `[[log_watchers]]` validated, patterns compiled.
+fn log_watchers(raw: &[RawLogWatcher]) -> Result<Vec<crate::sources::logs::LogWatcher>, Invalid> {
+    let mut out: Vec<crate::sources::logs::LogWatcher> = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        let key = |field: &str| format!("log_watchers[{i}].{field}");
+        if w.name.trim().is_empty() || out.iter().any(|o| o.name == w.name) || w.name.contains('\0')
+        {
+            return Err(invalid(
+                key("name"),
+                format!("{:?} is empty or used twice", w.name),
+            ));
+        }
+        if w.paths.is_empty() {
+            return Err(invalid(key("paths"), "name at least one file"));
+        }
+        let mut patterns = Vec::new();
+        for (j, p) in w.paths.iter().enumerate() {
+            let path = std::path::Path::new(p);
+            let (Some(dir), Some(file)) =
+                (path.parent(), path.file_name().and_then(|f| f.to_str()))
+            else {
+                return Err(invalid(
+                    format!("log_watchers[{i}].paths[{j}]"),
+                    format!("expected a file path, got {p:?}"),
+                ));
+            };
+            let dir_text = dir.to_string_lossy();
+            if dir_text.contains(['*', '?', '[', '{']) {
+                return Err(invalid(
+                    format!("log_watchers[{i}].paths[{j}]"),
+                    "only the file name may be a pattern, not the directories",
+                ));
+            }
+            let glob = globset::Glob::new(file).map_err(|e| {
+                invalid(
+                    format!("log_watchers[{i}].paths[{j}]"),
+                    format!("not a pattern: {e}"),
+                )
+            })?;
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir.to_path_buf()
+            };
+            patterns.push((dir, file.to_string(), glob.compile_matcher()));
+        }
+        let regex = |field: &str, re: &str| {
+            regex::RegexBuilder::new(re)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| invalid(key(field), format!("not a regular expression: {e}")))
+        };
+        let matcher = regex("match", &w.match_)?;
+        let resolve = w
+            .resolve_match
+            .as_deref()
+            .map(|r| regex("resolve_match", r))
+            .transpose()?;
+        if w.alertname.trim().is_empty() {
+            return Err(invalid(key("alertname"), "must not be empty"));
+        }
+        let threshold = match &w.threshold {
+            None => None,
+            Some(t) if t.count >= 1 && t.window_secs >= 1 => Some((t.count, t.window_secs)),
+            Some(_) => {
+                return Err(invalid(
+                    key("threshold"),
+                    "count and window_secs must be at least 1",
+                ))
+            }
+        };
+        let start_at_end = match w.start.as_str() {
+            "end" => true,
+            "beginning" => false,
+            other => {
+                return Err(invalid(
+                    key("start"),
+                    format!("expected end or beginning, got {other:?}"),
+                ))
+            }
+        };
+        if !(128..=16 << 20).contains(&w.max_line_bytes) {
+            return Err(invalid(key("max_line_bytes"), "expected 128 to 16777216"));
+        }
+        out.push(crate::sources::logs::LogWatcher {
+            name: w.name.clone(),
+            patterns,
+            matcher,
+            resolve,
+            alertname: w.alertname.clone(),
+            labels: w.labels.clone(),
+            threshold,
+            start_at_end,
+            max_line_bytes: w.max_line_bytes,
+        });
+    }
+    Ok(out)
 }
 
 /// `[[prometheus]]` validated, secrets read.

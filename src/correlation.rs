@@ -62,6 +62,12 @@ pub enum Work {
         problem: ManualProblem,
         actor: String,
     },
+    /// Alerts read from log files, with the read positions they were read up to:
+    /// stored in the same commit, so a restart neither loses nor repeats a line.
+    Logged {
+        alerts: Vec<Alert>,
+        offsets: Vec<((String, String), u64)>,
+    },
     /// An incident linked to a problem by hand.
     LinkProblem {
         id: ProblemId,
@@ -79,7 +85,7 @@ pub struct Submission {
 impl Submission {
     fn alerts(&self) -> &[Alert] {
         match &self.work {
-            Work::Alerts(a) => a,
+            Work::Alerts(a) | Work::Logged { alerts: a, .. } => a,
             _ => &[],
         }
     }
@@ -179,6 +185,18 @@ impl Queue {
     /// Waits for room when the queue is full (backpressure, not loss).
     pub async fn submit(&self, alerts: Vec<Alert>) -> Result<(), Unavailable> {
         self.send(Work::Alerts(alerts)).await.map(|_| ())
+    }
+
+    /// Hands alerts read from log files to correlation with the read positions they
+    /// were read up to; both are stored in one commit.
+    pub async fn submit_logged(
+        &self,
+        alerts: Vec<Alert>,
+        offsets: Vec<((String, String), u64)>,
+    ) -> Result<(), Unavailable> {
+        self.send(Work::Logged { alerts, offsets })
+            .await
+            .map(|_| ())
     }
 
     /// Applies an operator's action to an incident; answers once it is durable (or
@@ -443,6 +461,15 @@ impl Correlator {
                     }
                     replies.push(Reply::Stored);
                 }
+                Work::Logged { alerts, offsets } => {
+                    for alert in alerts {
+                        self.heartbeats.observe(alert);
+                        self.apply(&mut pending, &rules, alert, now, &mut tally)
+                            .map_err(unavailable)?;
+                    }
+                    pending.log_offsets.extend(offsets.iter().cloned());
+                    replies.push(Reply::Stored);
+                }
                 Work::Act { id, action, actor } => {
                     let acted = self
                         .act(&mut pending, *id, action, actor, now, &mut tally)
@@ -628,7 +655,9 @@ impl Correlator {
                 }
                 Ok(Ok(Box::new(copy)))
             }
-            Work::Alerts(_) | Work::Act { .. } => unreachable!("not problem work"),
+            Work::Alerts(_) | Work::Logged { .. } | Work::Act { .. } => {
+                unreachable!("not problem work")
+            }
         }
     }
 
@@ -1258,6 +1287,7 @@ struct Pending<'a> {
     problem_counter_start: u64,
     next_problem: u64,
     outbox: Vec<Draft>,
+    log_offsets: Vec<((String, String), u64)>,
 }
 
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
@@ -1346,6 +1376,7 @@ impl<'a> Pending<'a> {
             problem_counter_start: next_problem,
             next_problem,
             outbox: Vec::new(),
+            log_offsets: Vec::new(),
         }
     }
 
@@ -1553,6 +1584,7 @@ impl<'a> Pending<'a> {
                 .then_some((self.problem_counter_start, self.next_problem)),
             problem_keys: self.problem_keys.into_iter().collect(),
             outbox: self.outbox,
+            log_offsets: self.log_offsets,
             // Changes are written by `POST /api/v1/changes`, not by correlation.
             ..Batch::default()
         };

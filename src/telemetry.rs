@@ -44,6 +44,10 @@ pub struct Metrics {
     pub problems_opened: IntCounter,
     pub sla_breaches: IntCounterVec,
     pub source_polls: IntCounterVec,
+    pub log_lines: IntCounterVec,
+    pub log_matched: IntCounterVec,
+    pub log_truncated: IntCounterVec,
+    pub log_behind: prometheus::IntGaugeVec,
     pub source_stale: prometheus::IntGaugeVec,
     pub escalations: IntCounter,
     pub rule_errors: IntCounterVec,
@@ -154,6 +158,17 @@ impl Metrics {
         registry
             .register(Box::new(source_stale.clone()))
             .expect("unique metric");
+        let log_behind = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "triaged_log_bytes_behind",
+                "Bytes of a log watcher's files not read yet, as of its last poll",
+            ),
+            &["watcher"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(log_behind.clone()))
+            .expect("unique metric");
         let store_last_checkpoint = prometheus::Gauge::new(
             "triaged_store_last_checkpoint_duration_seconds",
             "Duration of the last checkpoint of the write-ahead log into the database",
@@ -205,6 +220,22 @@ impl Metrics {
                 "Problems opened by a rule's on_incident",
             ),
             source_stale,
+            log_behind,
+            log_lines: counter_vec(
+                "triaged_log_lines_read_total",
+                "Lines a log watcher read",
+                &["watcher"],
+            ),
+            log_matched: counter_vec(
+                "triaged_log_lines_matched_total",
+                "Lines a log watcher turned into alerts (fired or resolved)",
+                &["watcher"],
+            ),
+            log_truncated: counter_vec(
+                "triaged_log_lines_truncated_total",
+                "Lines longer than a log watcher's max_line_bytes, cut",
+                &["watcher"],
+            ),
             source_polls: counter_vec(
                 "triaged_source_polls_total",
                 "Polls of a polled source ([[prometheus]]), by result",

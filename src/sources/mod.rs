@@ -6,6 +6,7 @@
 //! stored the alerts durably. Parsing is pure; the HTTP side lives in `http`.
 
 pub mod alertmanager;
+pub mod logs;
 pub mod prometheus;
 pub mod webhooks;
 

@@ -93,6 +93,9 @@ pub struct Batch {
     pub outbox: Vec<crate::outbox::Draft>,
     /// Silences to insert or replace (by id); written by the silences API only.
     pub silences: Vec<crate::silences::Silence>,
+    /// Log watchers' read positions: (watcher, file fingerprint) → offset, written with
+    /// the alerts read up to there.
+    pub log_offsets: Vec<((String, String), u64)>,
 }
 
 impl Batch {
@@ -109,6 +112,7 @@ impl Batch {
             && self.change_refs.is_empty()
             && self.outbox.is_empty()
             && self.silences.is_empty()
+            && self.log_offsets.is_empty()
     }
 }
 
@@ -234,6 +238,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<crate::silences::Silence>, StoreError>;
     /// The number the next silence gets (one more than the highest stored).
     fn next_silence_number(&self) -> Result<u64, StoreError>;
+    /// A log watcher's read positions: file fingerprint → offset.
+    fn log_offsets(
+        &self,
+        watcher: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, StoreError>;
     /// Outbox events after `after` (by seq), in order, at most `limit`.
     fn outbox_page(
         &self,

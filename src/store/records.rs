@@ -583,6 +583,8 @@ pub struct WalBatchV1 {
     pub next_change: u64,
     pub outbox: Vec<OutboxEventV1>,
     pub silences: Vec<SilenceV1>,
+    /// ((watcher, file fingerprint), offset).
+    pub log_offsets: Vec<((String, String), u64)>,
 }
 
 #[cfg(test)]

@@ -155,6 +155,13 @@ fn open_sled_within(config: &sled::Config, wait: Duration) -> sled::Result<sled:
     }
 }
 
+fn log_offset_key(watcher: &str, file: &str) -> Vec<u8> {
+    let mut k = watcher.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(file.as_bytes());
+    k
+}
+
 fn index_prefix(record: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(record.len() + 9);
     k.extend_from_slice(record.as_bytes());
@@ -280,6 +287,7 @@ struct Applied {
     next_change: u64,
     outbox: Vec<OutboxEvent>,
     silences: Vec<Silence>,
+    log_offsets: Vec<((String, String), u64)>,
 }
 
 /// An audit entry kept encoded (`AuditEntryV1`) in memory and in the log: a third of
@@ -337,6 +345,7 @@ impl Applied {
             next_change: self.next_change,
             outbox: self.outbox.iter().map(OutboxEventV1::from).collect(),
             silences: self.silences.iter().map(SilenceV1::from).collect(),
+            log_offsets: self.log_offsets.clone(),
         }
     }
 
@@ -387,6 +396,7 @@ impl Applied {
                 .into_iter()
                 .map(Silence::try_from)
                 .collect::<Result<_, _>>()?,
+            log_offsets: w.log_offsets,
         })
     }
 }
@@ -407,6 +417,7 @@ struct Overlay {
     change_refs: HashMap<String, ChangeId>,
     outbox: BTreeMap<u64, OutboxEvent>,
     silences: BTreeMap<SilenceId, Silence>,
+    log_offsets: HashMap<(String, String), u64>,
 }
 
 impl Overlay {
@@ -423,6 +434,7 @@ impl Overlay {
             + self.change_refs.len()
             + self.outbox.len()
             + self.silences.len()
+            + self.log_offsets.len()
     }
 
     fn apply(&mut self, a: Applied) {
@@ -450,6 +462,7 @@ impl Overlay {
         for x in a.silences {
             self.silences.insert(x.id, x);
         }
+        self.log_offsets.extend(a.log_offsets);
     }
 
     /// `newer` laid over `self`.
@@ -466,6 +479,7 @@ impl Overlay {
         self.change_refs.extend(newer.change_refs);
         self.outbox.extend(newer.outbox);
         self.silences.extend(newer.silences);
+        self.log_offsets.extend(newer.log_offsets);
     }
 }
 
@@ -568,6 +582,8 @@ struct Trees {
     outbox: Tree,
     /// Silence id → silence.
     silences: Tree,
+    /// watcher ++ 0 ++ file fingerprint → offset (u64, big-endian).
+    log_offsets: Tree,
     meta: Tree,
 }
 
@@ -679,6 +695,7 @@ impl SledStore {
             open_incidents: tree("open_incidents")?,
             outbox: tree("outbox")?,
             silences: tree("silences")?,
+            log_offsets: tree("log_offsets")?,
             meta: tree("meta")?,
         };
         match t.meta.get(SCHEMA_KEY).map_err(io)? {
@@ -1100,6 +1117,13 @@ impl Inner {
             }
         }
         t.open_incidents.apply_batch(open).map_err(io)?;
+        put_sorted(
+            &t.log_offsets,
+            o.log_offsets
+                .iter()
+                .map(|((w, f), off)| (log_offset_key(w, f), off.to_be_bytes()))
+                .collect(),
+        )?;
         put_sorted(
             &t.silences,
             o.silences
@@ -1573,6 +1597,24 @@ impl Store for SledStore {
         }
     }
 
+    fn log_offsets(&self, watcher: &str) -> Result<HashMap<String, u64>, StoreError> {
+        let mut out = HashMap::new();
+        let prefix = log_offset_key(watcher, "");
+        for kv in self.inner.t.log_offsets.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(io)?;
+            let file = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.insert(file, u64_of("log_offsets", &k, &v)?);
+        }
+        for o in self.inner.state()?.overlays() {
+            for ((w, f), off) in &o.log_offsets {
+                if w == watcher {
+                    out.insert(f.clone(), *off);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn next_silence_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.last_silence + 1)
     }
@@ -1842,6 +1884,7 @@ impl Store for SledStore {
         let applied = Applied {
             outbox,
             silences: batch.silences,
+            log_offsets: batch.log_offsets,
             contents: batch
                 .alert_contents
                 .iter()

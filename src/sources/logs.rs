@@ -1,0 +1,505 @@
+//! Log-file watchers (`[[log_watchers]]`): lines of files matching `paths` (globs in
+//! the file name part) that match `match` become firing alerts (named captures become
+//! labels), lines matching `resolve_match` resolve them; with a threshold, only `count`
+//! matches within `window_secs` fire.
+//!
+//! Files are known by a fingerprint of their first line (up to 256 bytes), not by
+//! name, so a file renamed by rotation is read on where it was left, a truncated or new
+//! file from its start, and with copytruncate the copy (when `paths` covers it)
+//! continues where the original was left. Each poll's alerts are submitted with the
+//! read positions they were read up to, stored in one commit: a restart (even kill -9)
+//! neither loses nor repeats a line. Partial last lines wait for their newline; lines
+//! longer than `max_line_bytes` are cut and counted. notify wakes the loop on changes;
+//! it also polls every second, for filesystems that do not notify.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::alerts::{Alert, AlertStatus, LabelSet, Source};
+
+/// One `[[log_watchers]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct LogWatcher {
+    pub name: String,
+    /// (directory, file name pattern as written, its matcher).
+    pub patterns: Vec<(PathBuf, String, globset::GlobMatcher)>,
+    pub matcher: regex::Regex,
+    pub resolve: Option<regex::Regex>,
+    pub alertname: String,
+    pub labels: LabelSet,
+    /// Fire only after `count` matches within `window_secs` (per label set).
+    pub threshold: Option<(u32, u64)>,
+    /// A file first seen at start is read from its end (new lines only).
+    pub start_at_end: bool,
+    pub max_line_bytes: usize,
+}
+
+impl PartialEq for LogWatcher {
+    fn eq(&self, o: &Self) -> bool {
+        let pats = |w: &LogWatcher| {
+            w.patterns
+                .iter()
+                .map(|p| (p.0.clone(), p.1.clone()))
+                .collect::<Vec<_>>()
+        };
+        self.name == o.name
+            && pats(self) == pats(o)
+            && self.matcher.as_str() == o.matcher.as_str()
+            && self.resolve.as_ref().map(|r| r.as_str().to_string())
+                == o.resolve.as_ref().map(|r| r.as_str().to_string())
+            && self.alertname == o.alertname
+            && self.labels == o.labels
+            && self.threshold == o.threshold
+            && self.start_at_end == o.start_at_end
+            && self.max_line_bytes == o.max_line_bytes
+    }
+}
+
+impl LogWatcher {
+    /// What a line means: a firing or resolved alert's labels, or nothing.
+    pub fn classify(&self, line: &str) -> Option<(AlertStatus, LabelSet)> {
+        let (status, caps) = match self.matcher.captures(line) {
+            Some(c) => (AlertStatus::Firing, c),
+            None => (
+                AlertStatus::Resolved,
+                self.resolve.as_ref()?.captures(line)?,
+            ),
+        };
+        let re = if status == AlertStatus::Firing {
+            &self.matcher
+        } else {
+            self.resolve.as_ref().expect("matched")
+        };
+        let mut labels = self.labels.clone();
+        for name in re.capture_names().flatten() {
+            if let Some(m) = caps.name(name) {
+                labels.insert(name.to_string(), m.as_str().to_string());
+            }
+        }
+        labels.insert("alertname".into(), self.alertname.clone());
+        Some((status, labels))
+    }
+}
+
+/// The longest first line a fingerprint covers.
+const HEAD: usize = 256;
+
+/// A file's fingerprint: its first line (or first 256 bytes); `None` until that much
+/// is written.
+fn fingerprint(file: &mut std::fs::File) -> std::io::Result<Option<String>> {
+    use sha2::Digest;
+    let mut head = vec![0u8; HEAD];
+    file.seek(SeekFrom::Start(0))?;
+    let mut n = 0;
+    while n < HEAD {
+        let got = file.read(&mut head[n..])?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    let head = &head[..n];
+    let line = match head.iter().position(|b| *b == b'\n') {
+        Some(i) => &head[..=i],
+        None if n == HEAD => head,
+        None => return Ok(None),
+    };
+    Ok(Some(hex::encode(&sha2::Sha256::digest(line)[..8])))
+}
+
+/// Where the last complete line of a file ends (reading from the end, bounded).
+fn end_of_last_line(file: &mut std::fs::File, len: u64) -> std::io::Result<u64> {
+    let from = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.take(len - from).read_to_end(&mut tail)?;
+    Ok(match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => from + i as u64 + 1,
+        None => from,
+    })
+}
+
+/// Most bytes read from one file per poll (the rest waits for the next one).
+const READ_BUDGET: u64 = 4 << 20;
+
+/// What one poll found: alerts and the positions reached.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub alerts: Vec<Alert>,
+    /// fingerprint → offset after the last complete line read.
+    pub offsets: BTreeMap<String, u64>,
+    pub lines: u64,
+    pub matched: u64,
+    pub truncated: u64,
+    pub behind: u64,
+}
+
+/// A watcher's files and counts between polls.
+pub struct Tailer {
+    pub watcher: LogWatcher,
+    /// fingerprint → committed offset.
+    offsets: HashMap<String, u64>,
+    /// A poll has been committed: until then a file first seen honours `start_at_end`.
+    started: bool,
+    /// Threshold bookkeeping: recent match times per alert fingerprint.
+    recent: HashMap<String, VecDeque<Timestamp>>,
+    /// Files already complained about (unreadable), so each is logged once.
+    complained: std::collections::HashSet<PathBuf>,
+}
+
+impl Tailer {
+    /// Resumes from the offsets the store has for this watcher.
+    pub fn new(watcher: LogWatcher, offsets: HashMap<String, u64>) -> Tailer {
+        Tailer {
+            watcher,
+            offsets,
+            started: false,
+            recent: HashMap::new(),
+            complained: Default::default(),
+        }
+    }
+
+    fn files(&mut self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (dir, _, glob) in &self.watcher.patterns {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    if self.complained.insert(dir.clone()) {
+                        tracing::warn!(watcher = %self.watcher.name, dir = %dir.display(), error = %e, "cannot list the directory; retrying");
+                    }
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() && entry.file_name().to_str().is_some_and(|n| glob.is_match(n)) {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Reads what is new in every file (nothing is committed: see [`Tailer::commit`]).
+    pub fn poll(&mut self, now: Timestamp) -> Polled {
+        let mut polled = Polled::default();
+        let first = !self.started;
+        for path in self.files() {
+            if let Err(e) = self.read_file(&path, first, now, &mut polled) {
+                if self.complained.insert(path.clone()) {
+                    tracing::warn!(watcher = %self.watcher.name, file = %path.display(), error = %e, "cannot read the file; retrying");
+                }
+            } else {
+                self.complained.remove(&path);
+            }
+        }
+        polled
+    }
+
+    fn read_file(
+        &mut self,
+        path: &Path,
+        first: bool,
+        now: Timestamp,
+        polled: &mut Polled,
+    ) -> std::io::Result<()> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let Some(fp) = fingerprint(&mut file)? else {
+            return Ok(());
+        };
+        let known = polled
+            .offsets
+            .get(&fp)
+            .or_else(|| self.offsets.get(&fp))
+            .copied();
+        let mut offset = match known {
+            Some(o) if o <= len => o,
+            // Shorter than where we were: truncated and written again.
+            Some(_) => 0,
+            None if first && self.watcher.start_at_end => end_of_last_line(&mut file, len)?,
+            None => 0,
+        };
+        if known.is_none() {
+            // Record where it starts, so that a start-at-end position survives too.
+            polled.offsets.insert(fp.clone(), offset);
+        }
+        if offset >= len {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        (&mut file).take(READ_BUDGET).read_to_end(&mut buf)?;
+        let mut start = 0;
+        while let Some(i) = buf[start..].iter().position(|b| *b == b'\n') {
+            let raw = &buf[start..start + i];
+            start += i + 1;
+            polled.lines += 1;
+            let raw = if raw.len() > self.watcher.max_line_bytes {
+                polled.truncated += 1;
+                &raw[..self.watcher.max_line_bytes]
+            } else {
+                raw
+            };
+            let line = String::from_utf8_lossy(raw);
+            let line = line.trim_end_matches('\r');
+            if let Some(alert) = self.line(line, now) {
+                polled.matched += 1;
+                polled.alerts.push(alert);
+            }
+        }
+        offset += start as u64;
+        // A line longer than the whole budget: cut it here and go on after it.
+        if start == 0 && buf.len() as u64 == READ_BUDGET {
+            polled.truncated += 1;
+            offset += buf.len() as u64;
+        }
+        polled.behind += len.saturating_sub(offset);
+        polled.offsets.insert(fp, offset);
+        Ok(())
+    }
+
+    fn line(&mut self, line: &str, now: Timestamp) -> Option<Alert> {
+        let (status, labels) = self.watcher.classify(line)?;
+        let fingerprint = crate::alerts::fingerprint(&labels);
+        if status == AlertStatus::Firing {
+            if let Some((count, window)) = self.watcher.threshold {
+                let times = self.recent.entry(fingerprint.clone()).or_default();
+                times.push_back(now);
+                let since = now
+                    .checked_sub(jiff::SignedDuration::from_secs(window as i64))
+                    .unwrap_or(Timestamp::MIN);
+                while times.front().is_some_and(|t| *t < since) {
+                    times.pop_front();
+                }
+                if (times.len() as u32) < count {
+                    return None;
+                }
+            }
+        } else {
+            self.recent.remove(&fingerprint);
+        }
+        let mut annotations = LabelSet::new();
+        annotations.insert("line".into(), line.chars().take(1024).collect());
+        annotations.insert("log_watcher".into(), self.watcher.name.clone());
+        Some(Alert {
+            source: Source::Log,
+            fingerprint,
+            status,
+            labels,
+            annotations,
+            starts_at: now,
+            ends_at: (status == AlertStatus::Resolved).then_some(now),
+            generator_url: None,
+            received_at: now,
+        })
+    }
+
+    /// The positions of a poll are durable: later polls read on from them (until
+    /// then a poll reads the same lines again).
+    pub fn commit(&mut self, offsets: &BTreeMap<String, u64>) {
+        self.started = true;
+        self.offsets
+            .extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
+    }
+}
+
+/// Watches until `shutdown` fires.
+pub async fn run(
+    mut tailer: Tailer,
+    queue: crate::correlation::Queue,
+    metrics: Arc<crate::telemetry::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let name = tailer.watcher.name.clone();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // notify for prompt reading; the one-second poll below is the fallback.
+    let _watcher = {
+        use notify::Watcher;
+        let w = wake.clone();
+        let handler = move |_res: notify::Result<notify::Event>| w.notify_one();
+        match notify::recommended_watcher(handler) {
+            Ok(mut watcher) => {
+                for (dir, _, _) in &tailer.watcher.patterns {
+                    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                        tracing::info!(watcher = %name, dir = %dir.display(), error = %e, "not notified of changes; polling");
+                    }
+                }
+                Some(watcher)
+            }
+            Err(e) => {
+                tracing::info!(watcher = %name, error = %e, "no file notifications; polling");
+                None
+            }
+        }
+    };
+    loop {
+        let now = Timestamp::now();
+        let (t, polled) = tokio::task::spawn_blocking(move || {
+            let polled = tailer.poll(now);
+            (tailer, polled)
+        })
+        .await
+        .expect("the poll task does not panic");
+        tailer = t;
+        let m = &metrics;
+        m.log_lines.with_label_values(&[&name]).inc_by(polled.lines);
+        m.log_matched
+            .with_label_values(&[&name])
+            .inc_by(polled.matched);
+        m.log_truncated
+            .with_label_values(&[&name])
+            .inc_by(polled.truncated);
+        m.log_behind
+            .with_label_values(&[&name])
+            .set(polled.behind as i64);
+        let changed: Vec<((String, String), u64)> = polled
+            .offsets
+            .iter()
+            .map(|(fp, off)| ((name.clone(), fp.clone()), *off))
+            .collect();
+        if !changed.is_empty() || !polled.alerts.is_empty() {
+            match queue.submit_logged(polled.alerts, changed).await {
+                Ok(()) => tailer.commit(&polled.offsets),
+                Err(e) => {
+                    tracing::warn!(watcher = %name, error = %e, "log alerts not stored; reading them again");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {
+                // Coalesce a burst of events.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watcher(dir: &Path) -> LogWatcher {
+        LogWatcher {
+            name: "w".into(),
+            patterns: vec![(
+                dir.to_path_buf(),
+                "app.log*".into(),
+                globset::Glob::new("app.log*").unwrap().compile_matcher(),
+            )],
+            matcher: regex::Regex::new(r"ERROR (?P<code>\d+) seq=(?P<seq>\d+)").unwrap(),
+            resolve: Some(regex::Regex::new(r"OK (?P<code>\d+) seq=(?P<seq>\d+)").unwrap()),
+            alertname: "AppError".into(),
+            labels: [("service".to_string(), "app".to_string())].into(),
+            threshold: None,
+            start_at_end: false,
+            max_line_bytes: 64,
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn t() -> Timestamp {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn seqs(p: &Polled) -> Vec<String> {
+        p.alerts.iter().map(|a| a.labels["seq"].clone()).collect()
+    }
+
+    #[test]
+    fn lines_match_wait_for_their_newline_and_follow_rename_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "start\nERROR 5 seq=1\nnoise\nERROR 5 seq=2\nERR");
+        let mut t1 = Tailer::new(watcher(dir.path()), HashMap::new());
+        let p = t1.poll(t());
+        assert_eq!(seqs(&p), ["1", "2"]);
+        assert_eq!(p.alerts[0].labels["code"], "5");
+        assert_eq!(p.alerts[0].labels["service"], "app");
+        assert_eq!(
+            (p.lines, p.matched, p.behind),
+            (4, 2, 3),
+            "the partial line waits"
+        );
+        t1.commit(&p.offsets);
+        append(&log, "OR 5 seq=3\nOK 5 seq=1\n");
+        let p = t1.poll(t());
+        assert_eq!(seqs(&p), ["3", "1"]);
+        assert_eq!(p.alerts[1].status, AlertStatus::Resolved);
+        t1.commit(&p.offsets);
+        // Not committed: read again (a failed submission).
+        append(&log, "ERROR 5 seq=4\n");
+        assert_eq!(seqs(&t1.poll(t())), ["4"]);
+        let p = t1.poll(t());
+        assert_eq!(seqs(&p), ["4"]);
+        t1.commit(&p.offsets);
+        // Rotation by rename: the old file is read on, the new one from its start.
+        append(&log, "ERROR 5 seq=5\n");
+        std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+        append(&log, "new file\nERROR 5 seq=6\nnoise line here\n");
+        let p = t1.poll(t());
+        let mut got = seqs(&p);
+        got.sort();
+        assert_eq!(got, ["5", "6"]);
+        t1.commit(&p.offsets);
+        // A restart resumes from what was committed.
+        let stored: HashMap<String, u64> = t1.offsets.clone();
+        let mut t2 = Tailer::new(watcher(dir.path()), stored);
+        assert!(t2.poll(t()).alerts.is_empty());
+        // Truncated and written again with the same first line: from the start.
+        std::fs::write(&log, "new file\nERROR 7 seq=7\n").unwrap();
+        let p = t2.poll(t());
+        assert_eq!(seqs(&p), ["7"]);
+        // A long line is cut and counted, not fatal.
+        t2.commit(&p.offsets);
+        append(&log, &format!("ERROR 8 seq=8 {}\n", "x".repeat(500)));
+        let p = t2.poll(t());
+        assert_eq!((seqs(&p), p.truncated), (vec!["8".to_string()], 1));
+    }
+
+    #[test]
+    fn start_at_end_skips_what_was_there_and_thresholds_count_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "ERROR 1 seq=1\nERROR 1 seq=2\n");
+        let mut w = watcher(dir.path());
+        w.start_at_end = true;
+        w.matcher = regex::Regex::new(r"ERROR (?P<code>\d+)").unwrap();
+        w.threshold = Some((3, 60));
+        let mut tl = Tailer::new(w, HashMap::new());
+        let p = tl.poll(t());
+        assert!(p.alerts.is_empty());
+        tl.commit(&p.offsets);
+        append(&log, "ERROR 1\nERROR 1\n");
+        let p = tl.poll(t());
+        assert!(p.alerts.is_empty(), "two of three");
+        tl.commit(&p.offsets);
+        let later = t()
+            .checked_add(jiff::SignedDuration::from_secs(120))
+            .unwrap();
+        append(&log, "ERROR 1\n");
+        let p = tl.poll(later);
+        assert!(p.alerts.is_empty(), "the first two fell out of the window");
+        tl.commit(&p.offsets);
+        append(&log, "ERROR 1\nERROR 1\n");
+        assert_eq!(tl.poll(later).alerts.len(), 1);
+    }
+}
