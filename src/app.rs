@@ -167,6 +167,7 @@ impl Daemon {
         let webhooks = Arc::new(std::sync::RwLock::new(Arc::new(
             crate::sources::webhooks::WebhookSet::load(&settings)?,
         )));
+        let scripts = Arc::new(crate::sources::logs::LineScripts::load(&settings)?);
         let store_settings = settings.store.clone();
         let store: Arc<dyn Store> =
             tokio::task::spawn_blocking(move || store::open(&store_settings))
@@ -229,7 +230,7 @@ impl Daemon {
             .context("poller resume task failed")??;
             pollers.push((
                 p.clone(),
-                crate::sources::prometheus::Tracker::resume(active),
+                crate::sources::prometheus::Tracker::resume(active, p.resolve_grace_secs),
             ));
         }
         let mut tailers = Vec::new();
@@ -238,7 +239,11 @@ impl Daemon {
             let offsets = tokio::task::spawn_blocking(move || store.log_offsets(&name))
                 .await
                 .context("log watcher resume task failed")??;
-            tailers.push(crate::sources::logs::Tailer::new(w.clone(), offsets));
+            tailers.push(crate::sources::logs::Tailer::new(
+                w.clone(),
+                offsets,
+                Some(scripts.clone()),
+            ));
         }
         let next_due = Arc::new(AtomicI64::new(i64::MAX));
         let correlator = Correlator {

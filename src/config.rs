@@ -103,7 +103,10 @@ pub struct RawLogWatcher {
     pub paths: Vec<String>,
     /// A regular expression; a matching line fires an alert, its named captures labels.
     #[serde(rename = "match")]
-    pub match_: String,
+    pub match_: Option<String>,
+    /// Instead of `match`: a script in `<rules.dir>/mappings/` whose `fn on_line(line)`
+    /// returns an alert map (or nothing).
+    pub script: Option<String>,
     /// A line matching this resolves the alert with the same labels.
     pub resolve_match: Option<String>,
     pub alertname: String,
@@ -149,6 +152,8 @@ pub struct RawPrometheus {
     /// Poll `/api/v1/alerts` (mode 1).
     #[serde(default = "yes")]
     pub alerts: bool,
+    /// An alert or series absent this long resolves (default: three intervals).
+    pub resolve_grace_secs: Option<u64>,
     /// Environment variable or file holding a bearer token for Prometheus.
     pub bearer_token_env: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
@@ -536,6 +541,7 @@ impl Settings {
             "prometheus": self.prometheus.iter().map(|p| json!({
                 "name": p.name, "url": p.url, "interval_secs": p.interval.as_secs(),
                 "timeout_secs": p.timeout.as_secs(), "alerts": p.alerts,
+                "resolve_grace_secs": p.resolve_grace_secs,
                 "queries": p.queries.iter().map(|q| json!({
                     "alertname": q.alertname, "expr": q.expr, "for_secs": q.for_secs,
                     "labels": q.labels, "annotations": q.annotations,
@@ -1092,7 +1098,22 @@ fn log_watchers(raw: &[RawLogWatcher]) -> Result<Vec<crate::sources::logs::LogWa
                 .build()
                 .map_err(|e| invalid(key(field), format!("not a regular expression: {e}")))
         };
-        let matcher = regex("match", &w.match_)?;
+        let matcher = match (&w.match_, &w.script) {
+            (Some(m), None) => Some(regex("match", m)?),
+            (None, Some(file)) if file.ends_with(".rhai") && !file.contains(['/', '\\']) => None,
+            (None, Some(file)) => {
+                return Err(invalid(
+                    key("script"),
+                    format!("expected a file name like auth.rhai, got {file:?}"),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    key("match"),
+                    "give exactly one of match and script",
+                ))
+            }
+        };
         let resolve = w
             .resolve_match
             .as_deref()
@@ -1128,6 +1149,7 @@ fn log_watchers(raw: &[RawLogWatcher]) -> Result<Vec<crate::sources::logs::LogWa
             name: w.name.clone(),
             patterns,
             matcher,
+            script: w.script.clone(),
             resolve,
             alertname: w.alertname.clone(),
             labels: w.labels.clone(),
@@ -1231,6 +1253,7 @@ fn pollers(raw: &[RawPrometheus]) -> Result<Vec<crate::sources::prometheus::Poll
             interval: std::time::Duration::from_secs(p.interval_secs),
             timeout: std::time::Duration::from_secs(p.timeout_secs),
             alerts: p.alerts,
+            resolve_grace_secs: p.resolve_grace_secs.unwrap_or(3 * p.interval_secs),
             queries,
             auth,
         });
@@ -1725,6 +1748,31 @@ mod tests {
                 "[[maintenance]]\nname = \"x\"\ndays = [\"caturday\"]\nstart = \"01:00\"\nduration_mins = 5\n",
                 "maintenance[0].days[0]",
             ),
+        ] {
+            let err = load(src).unwrap_err();
+            assert_eq!(err.key, key, "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_watchers_are_read_and_checked() {
+        let s = load(
+            "[[log_watchers]]\nname = \"ssh\"\npaths = [\"/var/log/auth.log*\"]\nmatch = 'from (?P<ip>\\S+)'\n\
+             alertname = \"SshFail\"\nthreshold = { count = 5, window_secs = 60 }\n",
+        )
+        .unwrap();
+        let w = &s.log_watchers[0];
+        assert_eq!(w.patterns[0].0, PathBuf::from("/var/log"));
+        assert!(w.patterns[0].2.is_match("auth.log.1"));
+        assert_eq!((w.threshold, w.start_at_end), (Some((5, 60)), true));
+        for (src, key) in [
+            ("[[log_watchers]]\nname = \"a\"\npaths = []\nmatch = \"x\"\nalertname = \"A\"\n", "log_watchers[0].paths"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/var/*/x.log\"]\nmatch = \"x\"\nalertname = \"A\"\n", "log_watchers[0].paths[0]"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/x.log\"]\nmatch = \"(\"\nalertname = \"A\"\n", "log_watchers[0].match"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/x.log\"]\nalertname = \"A\"\n", "log_watchers[0].match"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/x.log\"]\nmatch = \"x\"\nalertname = \"A\"\nstart = \"middle\"\n", "log_watchers[0].start"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/x.log\"]\nmatch = \"x\"\nalertname = \"A\"\nthreshold = { count = 0, window_secs = 5 }\n", "log_watchers[0].threshold"),
+            ("[[log_watchers]]\nname = \"a\"\npaths = [\"/x.log\"]\nscript = \"../x.rhai\"\nalertname = \"A\"\n", "log_watchers[0].script"),
         ] {
             let err = load(src).unwrap_err();
             assert_eq!(err.key, key, "{src}: {err}");

@@ -28,7 +28,10 @@ pub struct LogWatcher {
     pub name: String,
     /// (directory, file name pattern as written, its matcher).
     pub patterns: Vec<(PathBuf, String, globset::GlobMatcher)>,
-    pub matcher: regex::Regex,
+    /// `match`; `None` when a script decides.
+    pub matcher: Option<regex::Regex>,
+    /// A script in `<rules.dir>/mappings/` with `fn on_line(line)`.
+    pub script: Option<String>,
     pub resolve: Option<regex::Regex>,
     pub alertname: String,
     pub labels: LabelSet,
@@ -49,7 +52,9 @@ impl PartialEq for LogWatcher {
         };
         self.name == o.name
             && pats(self) == pats(o)
-            && self.matcher.as_str() == o.matcher.as_str()
+            && self.matcher.as_ref().map(|r| r.as_str().to_string())
+                == o.matcher.as_ref().map(|r| r.as_str().to_string())
+            && self.script == o.script
             && self.resolve.as_ref().map(|r| r.as_str().to_string())
                 == o.resolve.as_ref().map(|r| r.as_str().to_string())
             && self.alertname == o.alertname
@@ -61,19 +66,16 @@ impl PartialEq for LogWatcher {
 }
 
 impl LogWatcher {
-    /// What a line means: a firing or resolved alert's labels, or nothing.
+    /// What a line means by the watcher's patterns: a firing or resolved alert's
+    /// labels, or nothing.
     pub fn classify(&self, line: &str) -> Option<(AlertStatus, LabelSet)> {
-        let (status, caps) = match self.matcher.captures(line) {
-            Some(c) => (AlertStatus::Firing, c),
-            None => (
-                AlertStatus::Resolved,
-                self.resolve.as_ref()?.captures(line)?,
-            ),
-        };
-        let re = if status == AlertStatus::Firing {
-            &self.matcher
-        } else {
-            self.resolve.as_ref().expect("matched")
+        let matcher = self.matcher.as_ref()?;
+        let (status, re, caps) = match matcher.captures(line) {
+            Some(c) => (AlertStatus::Firing, matcher, c),
+            None => {
+                let re = self.resolve.as_ref()?;
+                (AlertStatus::Resolved, re, re.captures(line)?)
+            }
         };
         let mut labels = self.labels.clone();
         for name in re.capture_names().flatten() {
@@ -83,6 +85,97 @@ impl LogWatcher {
         }
         labels.insert("alertname".into(), self.alertname.clone());
         Some((status, labels))
+    }
+}
+
+/// Log watchers' `fn on_line(line)` scripts, compiled in the rules' sandbox.
+pub struct LineScripts {
+    engine: rhai::Engine,
+    by_file: BTreeMap<String, rhai::AST>,
+}
+
+impl std::fmt::Debug for LineScripts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_file.keys()).finish()
+    }
+}
+
+impl LineScripts {
+    /// Compiles the scripts the settings' watchers name (from `<rules.dir>/mappings/`).
+    pub fn load(
+        settings: &crate::config::Settings,
+    ) -> Result<LineScripts, crate::rules::LoadError> {
+        let engine = crate::rules::engine(&settings.rules.env());
+        let mut by_file = BTreeMap::new();
+        for name in settings
+            .log_watchers
+            .iter()
+            .filter_map(|w| w.script.clone())
+        {
+            let file = settings.rules.mappings_dir().join(&name);
+            let src =
+                std::fs::read_to_string(&file).map_err(|e| crate::rules::LoadError::Compile {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read the script: {e}"),
+                })?;
+            let ast = crate::rules::compile_script(&engine, &file, &src)?;
+            if !ast
+                .iter_functions()
+                .any(|f| f.name == "on_line" && f.params.len() == 1)
+            {
+                return Err(crate::rules::LoadError::Compile {
+                    file,
+                    line: 1,
+                    column: 1,
+                    message: "a log watcher's script defines fn on_line(line)".into(),
+                });
+            }
+            by_file.insert(name, ast);
+        }
+        Ok(LineScripts { engine, by_file })
+    }
+
+    /// The alert a script makes of a line: `()` for none, or an alert map as webhook
+    /// mappings return (alertname defaults to the watcher's, its labels are added).
+    fn call(
+        &self,
+        w: &LogWatcher,
+        file: &str,
+        line: &str,
+        now: Timestamp,
+    ) -> Result<Option<Alert>, String> {
+        let ast = self
+            .by_file
+            .get(file)
+            .ok_or_else(|| format!("no script {file:?} loaded"))?;
+        let result =
+            crate::rules::call_under_deadline(&self.engine, ast, "on_line", (line.to_string(),))
+                .map_err(|(_, m)| m)?;
+        if result.is_unit() {
+            return Ok(None);
+        }
+        let mut map = result
+            .try_cast::<rhai::Map>()
+            .ok_or("on_line must return an alert map or nothing")?;
+        if !map.contains_key("alertname") {
+            map.insert("alertname".into(), w.alertname.clone().into());
+        }
+        let mut labels: rhai::Map = map
+            .get("labels")
+            .and_then(|l| l.clone().try_cast::<rhai::Map>())
+            .unwrap_or_default();
+        for (k, v) in &w.labels {
+            labels
+                .entry(k.as_str().into())
+                .or_insert_with(|| v.clone().into());
+        }
+        map.insert("labels".into(), rhai::Dynamic::from_map(labels));
+        let (mut alert, _) = super::webhooks::alert_from_map(&map, now, &|f| f.to_string())
+            .map_err(|e| format!("{}: {}", e.field, e.message))?;
+        alert.source = Source::Log;
+        Ok(Some(alert))
     }
 }
 
@@ -137,11 +230,14 @@ pub struct Polled {
     pub matched: u64,
     pub truncated: u64,
     pub behind: u64,
+    /// Lines the watcher's script failed on (logged; the line gives no alert).
+    pub script_errors: u64,
 }
 
 /// A watcher's files and counts between polls.
 pub struct Tailer {
     pub watcher: LogWatcher,
+    scripts: Option<Arc<LineScripts>>,
     /// fingerprint → committed offset.
     offsets: HashMap<String, u64>,
     /// A poll has been committed: until then a file first seen honours `start_at_end`.
@@ -154,9 +250,14 @@ pub struct Tailer {
 
 impl Tailer {
     /// Resumes from the offsets the store has for this watcher.
-    pub fn new(watcher: LogWatcher, offsets: HashMap<String, u64>) -> Tailer {
+    pub fn new(
+        watcher: LogWatcher,
+        offsets: HashMap<String, u64>,
+        scripts: Option<Arc<LineScripts>>,
+    ) -> Tailer {
         Tailer {
             watcher,
+            scripts,
             offsets,
             started: false,
             recent: HashMap::new(),
@@ -250,9 +351,16 @@ impl Tailer {
             };
             let line = String::from_utf8_lossy(raw);
             let line = line.trim_end_matches('\r');
-            if let Some(alert) = self.line(line, now) {
-                polled.matched += 1;
-                polled.alerts.push(alert);
+            match self.line(line, now) {
+                Ok(Some(alert)) => {
+                    polled.matched += 1;
+                    polled.alerts.push(alert);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    polled.script_errors += 1;
+                    tracing::warn!(watcher = %self.watcher.name, error = %e, "log watcher script failed on a line");
+                }
             }
         }
         offset += start as u64;
@@ -266,8 +374,18 @@ impl Tailer {
         Ok(())
     }
 
-    fn line(&mut self, line: &str, now: Timestamp) -> Option<Alert> {
-        let (status, labels) = self.watcher.classify(line)?;
+    fn line(&mut self, line: &str, now: Timestamp) -> Result<Option<Alert>, String> {
+        let (status, labels) = match (&self.watcher.script, &self.scripts) {
+            (Some(file), Some(scripts)) => match scripts.call(&self.watcher, file, line, now)? {
+                Some(a) => (a.status, a.labels),
+                None => return Ok(None),
+            },
+            (Some(file), None) => return Err(format!("script {file} not loaded")),
+            _ => match self.watcher.classify(line) {
+                Some(x) => x,
+                None => return Ok(None),
+            },
+        };
         let fingerprint = crate::alerts::fingerprint(&labels);
         if status == AlertStatus::Firing {
             if let Some((count, window)) = self.watcher.threshold {
@@ -280,7 +398,7 @@ impl Tailer {
                     times.pop_front();
                 }
                 if (times.len() as u32) < count {
-                    return None;
+                    return Ok(None);
                 }
             }
         } else {
@@ -289,7 +407,7 @@ impl Tailer {
         let mut annotations = LabelSet::new();
         annotations.insert("line".into(), line.chars().take(1024).collect());
         annotations.insert("log_watcher".into(), self.watcher.name.clone());
-        Some(Alert {
+        Ok(Some(Alert {
             source: Source::Log,
             fingerprint,
             status,
@@ -299,7 +417,7 @@ impl Tailer {
             ends_at: (status == AlertStatus::Resolved).then_some(now),
             generator_url: None,
             received_at: now,
-        })
+        }))
     }
 
     /// The positions of a poll are durable: later polls read on from them (until
@@ -396,7 +514,8 @@ mod tests {
                 "app.log*".into(),
                 globset::Glob::new("app.log*").unwrap().compile_matcher(),
             )],
-            matcher: regex::Regex::new(r"ERROR (?P<code>\d+) seq=(?P<seq>\d+)").unwrap(),
+            matcher: Some(regex::Regex::new(r"ERROR (?P<code>\d+) seq=(?P<seq>\d+)").unwrap()),
+            script: None,
             resolve: Some(regex::Regex::new(r"OK (?P<code>\d+) seq=(?P<seq>\d+)").unwrap()),
             alertname: "AppError".into(),
             labels: [("service".to_string(), "app".to_string())].into(),
@@ -429,7 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         append(&log, "start\nERROR 5 seq=1\nnoise\nERROR 5 seq=2\nERR");
-        let mut t1 = Tailer::new(watcher(dir.path()), HashMap::new());
+        let mut t1 = Tailer::new(watcher(dir.path()), HashMap::new(), None);
         let p = t1.poll(t());
         assert_eq!(seqs(&p), ["1", "2"]);
         assert_eq!(p.alerts[0].labels["code"], "5");
@@ -462,7 +581,7 @@ mod tests {
         t1.commit(&p.offsets);
         // A restart resumes from what was committed.
         let stored: HashMap<String, u64> = t1.offsets.clone();
-        let mut t2 = Tailer::new(watcher(dir.path()), stored);
+        let mut t2 = Tailer::new(watcher(dir.path()), stored, None);
         assert!(t2.poll(t()).alerts.is_empty());
         // Truncated and written again with the same first line: from the start.
         std::fs::write(&log, "new file\nERROR 7 seq=7\n").unwrap();
@@ -482,9 +601,9 @@ mod tests {
         append(&log, "ERROR 1 seq=1\nERROR 1 seq=2\n");
         let mut w = watcher(dir.path());
         w.start_at_end = true;
-        w.matcher = regex::Regex::new(r"ERROR (?P<code>\d+)").unwrap();
+        w.matcher = Some(regex::Regex::new(r"ERROR (?P<code>\d+)").unwrap());
         w.threshold = Some((3, 60));
-        let mut tl = Tailer::new(w, HashMap::new());
+        let mut tl = Tailer::new(w, HashMap::new(), None);
         let p = tl.poll(t());
         assert!(p.alerts.is_empty());
         tl.commit(&p.offsets);
@@ -501,5 +620,63 @@ mod tests {
         tl.commit(&p.offsets);
         append(&log, "ERROR 1\nERROR 1\n");
         assert_eq!(tl.poll(later).alerts.len(), 1);
+    }
+
+    #[test]
+    fn a_script_decides_what_a_line_means() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rules/mappings")).unwrap();
+        std::fs::write(
+            dir.path().join("rules/mappings/lines.rhai"),
+            r#"fn on_line(line) {
+                let parts = line.split(" ");
+                if parts.len() < 3 || parts[0] != "LEVEL=error" { return; }
+                if parts[1] == "boom" { throw "bad line"; }
+                #{ labels: #{ component: parts[1], code: parts[2] } }
+            }"#,
+        )
+        .unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let src = format!(
+            "[rules]\ndir = {:?}\n[[log_watchers]]\nname = \"s\"\npaths = [{:?}]\nscript = \"lines.rhai\"\n\
+             alertname = \"ScriptedError\"\nlabels = {{ service = \"app\" }}\nstart = \"beginning\"\n",
+            dir.path().join("rules").display().to_string(),
+            logs.join("*.log").display().to_string()
+        );
+        let settings =
+            crate::config::Settings::from_toml(Path::new("t.toml"), &src, &Default::default())
+                .unwrap();
+        let scripts = Arc::new(LineScripts::load(&settings).unwrap());
+        append(
+            &logs.join("a.log"),
+            "LEVEL=error db 42\nLEVEL=info db 1\nLEVEL=error boom 1\n",
+        );
+        let mut tl = Tailer::new(
+            settings.log_watchers[0].clone(),
+            HashMap::new(),
+            Some(scripts),
+        );
+        let p = tl.poll(t());
+        assert_eq!(p.alerts.len(), 1);
+        let a = &p.alerts[0];
+        assert_eq!(a.labels["alertname"], "ScriptedError");
+        assert_eq!(
+            (a.labels["component"].as_str(), a.labels["code"].as_str()),
+            ("db", "42")
+        );
+        assert_eq!(a.labels["service"], "app");
+        assert_eq!(a.source, Source::Log);
+        assert_eq!((p.lines, p.script_errors), (3, 1));
+        // A script without on_line is refused at load.
+        std::fs::write(
+            dir.path().join("rules/mappings/lines.rhai"),
+            "fn other(x) {}",
+        )
+        .unwrap();
+        assert!(LineScripts::load(&settings)
+            .unwrap_err()
+            .to_string()
+            .contains("on_line"));
     }
 }

@@ -55,6 +55,9 @@ pub struct Poller {
     pub timeout: Duration,
     /// Mode 1: poll `/api/v1/alerts`.
     pub alerts: bool,
+    /// An alert absent from this many seconds of successful polls resolves (a restarted
+    /// Prometheus answers without its alerts until its rules have run again).
+    pub resolve_grace_secs: u64,
     pub queries: Vec<Query>,
     pub auth: Auth,
 }
@@ -187,31 +190,38 @@ pub fn parse_query(
 }
 
 /// What a poller has reported firing, and what waits out a query's `for_secs`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     /// Reported firing, by fingerprint.
     active: HashMap<String, Alert>,
     /// Query series seen but not yet present for `for_secs`: since when.
     pending: HashMap<String, Timestamp>,
+    /// Reported firing, absent from the polls since when.
+    missing: HashMap<String, Timestamp>,
+    /// How long an alert may be absent before it resolves.
+    grace_secs: u64,
 }
 
 impl Tracker {
     /// A tracker that knows what the store has firing from this poller (after a
-    /// restart, an alert gone meanwhile resolves at the first successful poll).
-    pub fn resume(active: Vec<Alert>) -> Tracker {
+    /// restart, an alert gone meanwhile resolves once absent for `grace_secs`).
+    pub fn resume(active: Vec<Alert>, grace_secs: u64) -> Tracker {
         Tracker {
             active: active
                 .into_iter()
                 .map(|a| (a.fingerprint.clone(), a))
                 .collect(),
             pending: HashMap::new(),
+            missing: HashMap::new(),
+            grace_secs,
         }
     }
 
     /// A successful poll's result: what is present now, each with the `for_secs` it
     /// must be present for (0 for Prometheus' own alerts). Returns the alerts to
     /// submit: every firing one (a repeat only counts up) and a resolved copy of each
-    /// one reported before that is gone.
+    /// one reported before that has been gone for the grace time (it ended when it was
+    /// first missed).
     pub fn observe(&mut self, present: Vec<(Alert, u64)>, now: Timestamp) -> Vec<Alert> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
@@ -238,16 +248,22 @@ impl Tracker {
             }
         }
         self.pending.retain(|fp, _| seen.contains(fp));
-        let gone: Vec<String> = self
+        self.missing.retain(|fp, _| !seen.contains(fp));
+        let absent: Vec<String> = self
             .active
             .keys()
             .filter(|fp| !seen.contains(*fp))
             .cloned()
             .collect();
-        for fp in gone {
+        for fp in absent {
+            let since = *self.missing.entry(fp.clone()).or_insert(now);
+            if (now.duration_since(since).as_secs() as u64) < self.grace_secs {
+                continue;
+            }
+            self.missing.remove(&fp);
             let mut a = self.active.remove(&fp).expect("listed");
             a.status = AlertStatus::Resolved;
-            a.ends_at = Some(now);
+            a.ends_at = Some(since);
             a.received_at = now;
             out.push(a);
         }
@@ -483,7 +499,7 @@ mod tests {
 
     #[test]
     fn the_tracker_fires_after_for_and_resolves_what_is_gone() {
-        let mut tr = Tracker::default();
+        let mut tr = Tracker::resume(Vec::new(), 0);
         // Present for 0 s of 10: nothing yet; Prometheus' own alert fires at once.
         let out = tr.observe(vec![(a("Q"), 10), (a("P"), 0)], t(0));
         assert_eq!(
@@ -505,16 +521,36 @@ mod tests {
         let p = out.iter().find(|x| x.labels["alertname"] == "P").unwrap();
         assert_eq!((p.status, p.ends_at), (AlertStatus::Resolved, Some(t(20))));
         assert_eq!(tr.observe(vec![(a("Q"), 10)], t(30)).len(), 1);
-        let mut tr = Tracker::default();
+        let mut tr = Tracker::resume(Vec::new(), 0);
         tr.observe(vec![(a("R"), 60)], t(0));
         assert!(
             tr.observe(vec![], t(5)).is_empty(),
             "a pending series that went never fired"
         );
         // Resumed from the store: what is gone resolves at the first poll.
-        let mut tr = Tracker::resume(vec![a("Old")]);
+        let mut tr = Tracker::resume(vec![a("Old")], 0);
         let out = tr.observe(vec![], t(1));
         assert_eq!(out[0].status, AlertStatus::Resolved);
         assert_eq!(tr.active(), 0);
+    }
+
+    #[test]
+    fn an_alert_resolves_only_after_the_grace_time_absent() {
+        let mut tr = Tracker::resume(Vec::new(), 10);
+        tr.observe(vec![(a("P"), 0)], t(0));
+        // A restarted Prometheus answers without it for a while: nothing resolves.
+        assert!(tr.observe(vec![], t(1)).is_empty());
+        assert!(tr.observe(vec![], t(10)).is_empty());
+        assert_eq!(
+            tr.observe(vec![(a("P"), 0)], t(11))[0].status,
+            AlertStatus::Firing
+        );
+        // Gone for good: resolved once the grace time has passed, as of when it went.
+        assert!(tr.observe(vec![], t(20)).is_empty());
+        let out = tr.observe(vec![], t(30));
+        assert_eq!(
+            (out[0].status, out[0].ends_at),
+            (AlertStatus::Resolved, Some(t(20)))
+        );
     }
 }

@@ -225,7 +225,7 @@ fn mapped(result: Dynamic, now: Timestamp) -> Result<Mapped, PayloadError> {
         let map = item
             .try_cast::<Map>()
             .ok_or_else(|| malformed(format!("alerts[{i}]"), "an alert must be a map"))?;
-        let (alert, ack) = alert(&map, now, &field)?;
+        let (alert, ack) = alert_from_map(&map, now, &field)?;
         if ack {
             out.acknowledge.push(alert.fingerprint.clone());
         }
@@ -313,7 +313,7 @@ const ALERT_FIELDS: [&str; 9] = [
     "acknowledge",
 ];
 
-fn alert(
+pub(crate) fn alert_from_map(
     map: &Map,
     now: Timestamp,
     field: &dyn Fn(&str) -> String,
