@@ -120,6 +120,14 @@ pub struct RawLogWatcher {
     /// Longer lines are cut (and counted).
     #[serde(default = "sixty_four_k")]
     pub max_line_bytes: usize,
+    /// `checksum` (the first line; the default) or `device_inode` (device, inode and
+    /// the first line's checksum).
+    #[serde(default = "checksum")]
+    pub identify_by: String,
+}
+
+fn checksum() -> String {
+    "checksum".into()
 }
 
 fn end() -> String {
@@ -1142,6 +1150,16 @@ fn log_watchers(raw: &[RawLogWatcher]) -> Result<Vec<crate::sources::logs::LogWa
                 ))
             }
         };
+        let by_inode = match w.identify_by.as_str() {
+            "checksum" => false,
+            "device_inode" => true,
+            other => {
+                return Err(invalid(
+                    key("identify_by"),
+                    format!("expected checksum or device_inode, got {other:?}"),
+                ))
+            }
+        };
         if !(128..=16 << 20).contains(&w.max_line_bytes) {
             return Err(invalid(key("max_line_bytes"), "expected 128 to 16777216"));
         }
@@ -1155,6 +1173,7 @@ fn log_watchers(raw: &[RawLogWatcher]) -> Result<Vec<crate::sources::logs::LogWa
             labels: w.labels.clone(),
             threshold,
             start_at_end,
+            by_inode,
             max_line_bytes: w.max_line_bytes,
         });
     }

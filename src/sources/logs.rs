@@ -39,6 +39,10 @@ pub struct LogWatcher {
     pub threshold: Option<(u32, u64)>,
     /// A file first seen at start is read from its end (new lines only).
     pub start_at_end: bool,
+    /// Files are known by device, inode and first-line checksum (`identify_by =
+    /// "device_inode"`) instead of the checksum alone: two files with the same first
+    /// line stay apart, but a copytruncate copy reads as a new file.
+    pub by_inode: bool,
     pub max_line_bytes: usize,
 }
 
@@ -61,6 +65,7 @@ impl PartialEq for LogWatcher {
             && self.labels == o.labels
             && self.threshold == o.threshold
             && self.start_at_end == o.start_at_end
+            && self.by_inode == o.by_inode
             && self.max_line_bytes == o.max_line_bytes
     }
 }
@@ -312,9 +317,16 @@ impl Tailer {
         polled: &mut Polled,
     ) -> std::io::Result<()> {
         let mut file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let len = meta.len();
         let Some(fp) = fingerprint(&mut file)? else {
             return Ok(());
+        };
+        let fp = if self.watcher.by_inode {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}:{}:{fp}", meta.dev(), meta.ino())
+        } else {
+            fp
         };
         let known = polled
             .offsets
@@ -521,6 +533,7 @@ mod tests {
             labels: [("service".to_string(), "app".to_string())].into(),
             threshold: None,
             start_at_end: false,
+            by_inode: false,
             max_line_bytes: 64,
         }
     }
@@ -678,5 +691,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("on_line"));
+    }
+
+    #[test]
+    fn by_device_and_inode_files_with_the_same_first_line_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("app.log");
+        let b = dir.path().join("app.log.2");
+        append(&a, "header\nERROR 1 seq=1\n");
+        append(&b, "header\nERROR 1 seq=2\n");
+        // By checksum alone the two are one file: the second is read on from the first's
+        // offset (nothing new) — the documented trade-off.
+        let mut tl = Tailer::new(watcher(dir.path()), HashMap::new(), None);
+        assert_eq!(tl.poll(t()).alerts.len(), 1);
+        let mut w = watcher(dir.path());
+        w.by_inode = true;
+        let mut tl = Tailer::new(w, HashMap::new(), None);
+        let p = tl.poll(t());
+        let mut got = seqs(&p);
+        got.sort();
+        assert_eq!(got, ["1", "2"]);
+        tl.commit(&p.offsets);
+        // A rename keeps device and inode: read on, not again.
+        std::fs::rename(&a, dir.path().join("app.log.1")).unwrap();
+        append(&dir.path().join("app.log.1"), "ERROR 1 seq=3\n");
+        assert_eq!(seqs(&tl.poll(t())), ["3"]);
     }
 }
