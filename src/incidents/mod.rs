@@ -127,11 +127,6 @@ pub enum Priority {
     P5,
 }
 
-/// DESIGN.md's default matrix: HH P1; HM, MH P2; HL, MM, LH P3; ML, LM P4; LL P5.
-pub fn default_priority(impact: Level, urgency: Level) -> Priority {
-    sla::Matrix::default().priority(impact, urgency)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolutionCode {
@@ -668,29 +663,6 @@ mod tests {
             Incident::open(IncidentId(2), &spec("k"), "default", t(0), t(0), &POLICY);
         assert_eq!(inc.alert_flipped("a", "Disk", 1000, t(10), &off), None);
         assert_eq!(inc.flapping_since, None);
-    }
-
-    #[test]
-    fn priority_matrix_matches_design() {
-        use Level::*;
-        let cases = [
-            (High, High, Priority::P1),
-            (High, Medium, Priority::P2),
-            (Medium, High, Priority::P2),
-            (High, Low, Priority::P3),
-            (Medium, Medium, Priority::P3),
-            (Low, High, Priority::P3),
-            (Medium, Low, Priority::P4),
-            (Low, Medium, Priority::P4),
-            (Low, Low, Priority::P5),
-        ];
-        for (impact, urgency, want) in cases {
-            assert_eq!(
-                default_priority(impact, urgency),
-                want,
-                "{impact:?} x {urgency:?}"
-            );
-        }
     }
 
     #[test]
