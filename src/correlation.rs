@@ -1538,6 +1538,21 @@ impl<'a> Pending<'a> {
                 }
             }
         }
+        if let Some(kind) = EventKind::of_change(&change) {
+            self.outbox.push(Draft {
+                at,
+                kind,
+                record: change.record.clone(),
+                detail: change
+                    .detail
+                    .clone()
+                    .or_else(|| change.to.clone())
+                    .unwrap_or_default(),
+                notify: Vec::new(),
+                // Set from the incident as the batch leaves it (`into_batch`).
+                quiet: None,
+            });
+        }
         self.last_entry
             .insert(change.record.clone(), self.audit.len());
         if mergeable {
@@ -1552,6 +1567,17 @@ impl<'a> Pending<'a> {
     /// The batch to append, and what later batches must read from it until it is
     /// synced (its ticket is set once appended).
     fn into_batch(mut self) -> (Batch, InFlight) {
+        for d in &mut self.outbox {
+            if d.quiet.is_none() {
+                d.quiet = d
+                    .record
+                    .parse::<IncidentId>()
+                    .ok()
+                    .and_then(|id| self.incidents.get(&id))
+                    .and_then(|inc| inc.quiet.as_ref())
+                    .map(|q| q.to_string());
+            }
+        }
         for (i, (count, shown)) in self.merged {
             let more = count.saturating_sub(shown.len());
             let mut detail = format!("{count} alert(s): {}", shown.join(", "));

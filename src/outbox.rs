@@ -4,7 +4,9 @@
 //!
 //! Pure: the event types. Correlation drafts them, the store numbers and keeps them
 //! (`seq`, without gaps, in commit order); the delivery worker (sinks) reads them in
-//! order. Which events exist so far: SLA breaches and escalations.
+//! order. Events: an incident opened, reopened, acknowledged, resolved, closed,
+//! cancelled, flapping started and ended, a problem opened, an SLA breach, an
+//! escalation (alerts merely joining an incident are not events: a storm is one).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,15 @@ pub enum EventKind {
     /// An unacknowledged incident reached an escalation level; `notify` names whom
     /// the level tells.
     Escalated,
+    Opened,
+    Reopened,
+    Acknowledged,
+    Resolved,
+    Closed,
+    Cancelled,
+    FlappingStarted,
+    FlappingEnded,
+    ProblemOpened,
 }
 
 impl EventKind {
@@ -24,7 +35,34 @@ impl EventKind {
         match self {
             EventKind::SlaBreached => "sla_breached",
             EventKind::Escalated => "escalated",
+            EventKind::Opened => "opened",
+            EventKind::Reopened => "reopened",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Resolved => "resolved",
+            EventKind::Closed => "closed",
+            EventKind::Cancelled => "cancelled",
+            EventKind::FlappingStarted => "flapping_started",
+            EventKind::FlappingEnded => "flapping_ended",
+            EventKind::ProblemOpened => "problem_opened",
         }
+    }
+
+    /// The event an audited change of an incident or problem announces, if any (SLA
+    /// breaches and escalations are drafted where they are found, with their targets).
+    pub fn of_change(change: &crate::audit::Change) -> Option<EventKind> {
+        let incident = change.record.starts_with("INC-");
+        Some(match (change.action.as_str(), change.to.as_deref()) {
+            ("opened", _) if incident => EventKind::Opened,
+            ("opened", _) if change.record.starts_with("PRB-") => EventKind::ProblemOpened,
+            ("reopened", _) if incident => EventKind::Reopened,
+            ("resolved", _) if incident => EventKind::Resolved,
+            ("status", Some("acknowledged")) if incident => EventKind::Acknowledged,
+            ("status", Some("closed")) if incident => EventKind::Closed,
+            ("status", Some("cancelled")) if incident => EventKind::Cancelled,
+            ("flapping_started", _) => EventKind::FlappingStarted,
+            ("flapping_ended", _) => EventKind::FlappingEnded,
+            _ => return None,
+        })
     }
 }
 

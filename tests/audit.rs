@@ -180,8 +180,10 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
     assert_eq!(count("incident"), 2, "{stdout}");
     assert_eq!(count("alert"), 2);
     assert_eq!(count("silence"), 1);
+    // Two incidents opened, one resolved: three outbox events.
+    assert_eq!(count("outbox"), 3);
     assert_eq!(count("audit"), entries);
-    assert_eq!(lines.len() as u64, 5 + entries, "nothing else: {stdout}");
+    assert_eq!(lines.len() as u64, 8 + entries, "nothing else: {stdout}");
     let disk = lines
         .iter()
         .find(|l| l["record"] == "incident" && l["key"] == "Disk/db")
@@ -189,7 +191,7 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
     assert_eq!(disk["status"], "resolved");
     assert!(
         stderr.contains(&format!(
-            "exported 2 incidents, 0 problems, 0 changes, 2 alerts, 1 silences, 0 outbox events, {entries} audit entries"
+            "exported 2 incidents, 0 problems, 0 changes, 2 alerts, 1 silences, 3 outbox events, {entries} audit entries"
         )),
         "{stderr}"
     );

@@ -194,6 +194,22 @@ async fn an_incident_goes_through_its_whole_lifecycle_by_hand() {
         "{inc}"
     );
 
+    // The lifecycle's events are in the outbox, in order (hold and start are not).
+    let req = d.client.get(d.url("/api/v1/outbox"));
+    let (_, out) = api.send(req, OPERATOR).await;
+    let kinds: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["record"] == "INC-1")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["opened", "acknowledged", "resolved", "closed"],
+        "{out}"
+    );
+
     // Everything is kept across a restart.
     d.stop().await;
     let d = Daemon::start(&data, &tokens()).await;

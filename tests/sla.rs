@@ -117,7 +117,8 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
     assert!(by(&inc3b) > by(&inc3), "{inc3} → {inc3b}");
     assert!(inc3b["sla"]["paused_secs"].as_u64().unwrap() >= 3);
 
-    // Each breach and escalation is an outbox event, in order, with whom to notify.
+    // Each breach and escalation is an outbox event, in order, with whom to notify
+    // (after the incident's own lifecycle events: opened, acknowledged).
     let (code, out) = d.get("/api/v1/outbox").await;
     assert_eq!(code, 200, "{out}");
     let events = out["events"].as_array().unwrap();
@@ -137,6 +138,11 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
     assert_eq!(
         of("INC-1"),
         [
+            (
+                "opened".into(),
+                "key=Down/shop priority=P1 title=test alert".into(),
+                json!([])
+            ),
             ("sla_breached".into(), "respond".into(), json!([])),
             ("escalated".into(), "level 1".into(), json!(["lead"])),
             ("sla_breached".into(), "resolve".into(), json!([])),
@@ -147,10 +153,10 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
             ),
         ]
     );
-    assert_eq!(
-        of("INC-2"),
-        [("sla_breached".to_string(), "resolve".to_string(), json!([]))]
-    );
+    let kinds = |record: &str| -> Vec<String> { of(record).into_iter().map(|e| e.0).collect() };
+    assert_eq!(kinds("INC-2"), ["opened", "acknowledged", "sla_breached"]);
+    assert_eq!(of("INC-2")[2].1, "resolve");
+    assert_eq!(kinds("INC-3"), ["opened"], "on hold: no breach, no event");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let (_, later) = d.get(&format!("/api/v1/outbox?after={}", seqs[2])).await;
@@ -182,11 +188,15 @@ async fn clocks_keep_running_across_a_restart() {
     .await;
     assert!(inc["sla"]["respond_breached_at"].is_string(), "{inc}");
     let (_, out) = d.get("/api/v1/outbox").await;
-    assert_eq!(out["events"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(
+        out["events"].as_array().unwrap().len(),
+        3,
+        "opened and two breaches: {out}"
+    );
     // A restart after the breaches records them only once.
     d.stop().await;
     let d = Daemon::start(tmp.path(), sla).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let (_, out) = d.get("/api/v1/outbox").await;
-    assert_eq!(out["events"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(out["events"].as_array().unwrap().len(), 3, "{out}");
 }
