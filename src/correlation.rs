@@ -125,24 +125,10 @@ impl From<Refusal> for ActionError {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::State { current, message } => ActionError::Conflict {
-                current: current.as_str().to_string(),
+                current: current.to_string(),
                 message,
             },
             Refusal::Missing { field, message } => ActionError::Missing { field, message },
-        }
-    }
-}
-
-impl From<crate::problems::Refusal> for ActionError {
-    fn from(r: crate::problems::Refusal) -> Self {
-        match r {
-            crate::problems::Refusal::State { current, message } => ActionError::Conflict {
-                current: current.as_str().to_string(),
-                message,
-            },
-            crate::problems::Refusal::Missing { field, message } => {
-                ActionError::Missing { field, message }
-            }
         }
     }
 }

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Change;
-use crate::incidents::IncidentId;
+use crate::incidents::{IncidentId, Refusal};
 
 crate::ids::record_id!(
     /// `PRB-<n>`.
@@ -168,21 +168,6 @@ impl ProblemAction {
     }
 }
 
-/// Why a problem action was refused; the problem is unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Not possible from the current status (409).
-    State {
-        current: ProblemStatus,
-        message: String,
-    },
-    /// Needs a field the request lacks (422).
-    Missing {
-        field: &'static str,
-        message: String,
-    },
-}
-
 /// A problem opened by hand (`POST /api/v1/problems`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManualProblem {
@@ -230,7 +215,7 @@ impl Problem {
 
     fn refuse(&self, action: &ProblemAction) -> Refusal {
         Refusal::State {
-            current: self.status,
+            current: self.status.as_str(),
             message: format!(
                 "cannot {} {}: it is {}",
                 action.name(),
@@ -447,7 +432,7 @@ mod tests {
                 match (p.act(a, t(5)), want) {
                     (Ok(_), Some(to)) => assert_eq!(p.status, to, "{from:?} {}", a.name()),
                     (Err(Refusal::State { current, .. }), None) => {
-                        assert_eq!(current, from);
+                        assert_eq!(current, from.as_str());
                         assert_eq!(p, before);
                     }
                     (got, want) => panic!("{from:?} {}: {got:?} want {want:?}", a.name()),

@@ -126,12 +126,13 @@ impl Action {
     }
 }
 
-/// Why an action was refused; the incident is unchanged.
+/// Why an operator's action was refused; the record (incident or problem) is
+/// unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not possible from the current status (HTTP 409).
+    /// Not possible from the current status (HTTP 409), as the API names it.
     State {
-        current: IncidentStatus,
+        current: &'static str,
         message: String,
     },
     /// Possible only with a field the request lacks (HTTP 422).
@@ -165,7 +166,7 @@ fn text(v: &Option<String>) -> String {
 impl Incident {
     fn refuse(&self, action: &Action) -> Refusal {
         Refusal::State {
-            current: self.status,
+            current: self.status.as_str(),
             message: format!(
                 "cannot {} {}: it is {}",
                 action.name(),
@@ -297,7 +298,7 @@ impl Incident {
                 if super::place(Some(self), now, policy) != super::Placement::Reopen(self.id) {
                     return Err(match self.status {
                         Resolved => Refusal::State {
-                            current: self.status,
+                            current: self.status.as_str(),
                             message: format!(
                                 "cannot reopen {}: it resolved more than {} s ago (reopen_window_secs)",
                                 self.id, policy.reopen_window_secs
@@ -577,7 +578,7 @@ mod tests {
                         assert_eq!(inc.updated_at, t(100));
                     }
                     (Err(Refusal::State { current, message }), None) => {
-                        assert_eq!(current, from);
+                        assert_eq!(current, from.as_str());
                         assert!(message.contains(from.as_str()), "{message}");
                         assert_eq!(inc, before, "a refused action changes nothing");
                     }
@@ -681,7 +682,7 @@ mod tests {
         let mut inc = in_status(IncidentStatus::Resolved);
         match inc.act(&reopen(), t(10 + 601), &p) {
             Err(Refusal::State { current, message }) => {
-                assert_eq!(current, IncidentStatus::Resolved);
+                assert_eq!(current, IncidentStatus::Resolved.as_str());
                 assert!(message.contains("reopen_window_secs"), "{message}");
             }
             other => panic!("{other:?}"),
