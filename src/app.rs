@@ -44,6 +44,9 @@ pub struct Daemon {
     )>,
     /// `[[log_watchers]]`, each resumed from its stored read positions.
     tailers: Vec<crate::sources::logs::Tailer>,
+    /// Stops the outbox worker (after HTTP and the sources, before correlation).
+    outbox_stop: CancellationToken,
+    outbox_tasks: tokio_util::task::TaskTracker,
 }
 
 /// Applies a reloaded configuration to a running daemon (SIGHUP). Clone it freely.
@@ -62,6 +65,8 @@ struct ReloaderInner {
     started: Settings,
     /// The named webhooks the HTTP side serves.
     webhooks: Arc<std::sync::RwLock<Arc<crate::sources::webhooks::WebhookSet>>>,
+    /// The routes correlation reads.
+    routes: Arc<crate::outbox::routing::LiveRoutes>,
     /// The view `GET /api/v1/config` shows: the started settings with what reloads
     /// changed (rules, tokens).
     config: Arc<std::sync::RwLock<serde_json::Value>>,
@@ -84,10 +89,12 @@ impl Reloader {
         rules.reconfigure(&new.rules.dir, new.rules.env(), Trigger::Sighup)?;
         *inner.webhooks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(webhooks);
         *inner.tokens.write().unwrap_or_else(|p| p.into_inner()) = new.server.tokens.clone();
+        inner.routes.set(new.routes.clone());
         {
             let mut view = inner.config.write().unwrap_or_else(|p| p.into_inner());
             view["rules"] = crate::config::rules_view(&new.rules);
             view["tokens"] = crate::config::tokens_view(&new.server.tokens);
+            view["routes"] = new.view()["routes"].clone();
         }
         let mut watcher = inner.watcher.lock().unwrap_or_else(|p| p.into_inner());
         if !new.rules.watch {
@@ -128,6 +135,9 @@ impl Reloader {
         }
         if s.log_watchers != new.log_watchers {
             restart.push("log_watchers");
+        }
+        if s.sinks != new.sinks {
+            restart.push("sinks");
         }
         if format!("{:?}", s.log) != format!("{:?}", new.log) {
             restart.push("log");
@@ -246,6 +256,10 @@ impl Daemon {
             ));
         }
         let next_due = Arc::new(AtomicI64::new(i64::MAX));
+        let routes = Arc::new(crate::outbox::routing::LiveRoutes::new(
+            settings.routes.clone(),
+        ));
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let correlator = Correlator {
             store: store.clone(),
             rules: rules.clone(),
@@ -256,6 +270,8 @@ impl Daemon {
             next_due: next_due.clone(),
             silences: silences.clone(),
             maintenance: settings.maintenance.clone(),
+            routes: routes.clone(),
+            outbox_wake: outbox_wake.clone(),
         };
         let (queue, correlation_finished) = correlation::start(correlator, QUEUE_CAPACITY)
             .context("cannot start the correlation thread")?;
@@ -264,9 +280,23 @@ impl Daemon {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        // After the socket is bound, so that a failed start leaves nothing running.
+        let outbox_stop = CancellationToken::new();
+        let outbox_tasks = tokio_util::task::TaskTracker::new();
+        let outbox = crate::outbox::worker::start(
+            store.clone(),
+            queue.clone(),
+            &settings.sinks,
+            metrics.clone(),
+            outbox_wake,
+            outbox_stop.clone(),
+            &outbox_tasks,
+        )
+        .map_err(anyhow::Error::msg)?;
         let state = Arc::new(Shared {
             store,
             queue,
+            outbox,
             metrics,
             tokens: tokens.clone(),
             rules: rules.clone(),
@@ -288,6 +318,7 @@ impl Daemon {
                 started: settings,
                 config,
                 webhooks,
+                routes,
                 watcher: Mutex::new(watcher),
             }),
         };
@@ -301,6 +332,8 @@ impl Daemon {
             next_due,
             pollers,
             tailers,
+            outbox_stop,
+            outbox_tasks,
         })
     }
 
@@ -371,6 +404,11 @@ impl Daemon {
         for p in polling {
             let _ = p.await;
         }
+        // The outbox worker records its last attempts through correlation, so it
+        // stops first (attempts in flight get a deadline; the rest stays pending).
+        self.outbox_stop.cancel();
+        self.outbox_tasks.close();
+        self.outbox_tasks.wait().await;
         // Dropping the last queue handle lets correlation drain, checkpoint and stop.
         *self
             .reloader

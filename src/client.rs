@@ -414,6 +414,83 @@ pub fn silence_line(v: &Value, output: Output) -> String {
     }
 }
 
+fn delivery_row(d: &Value, event: &Value) -> Vec<String> {
+    vec![
+        s(&d["seq"]),
+        s(&d["sink"]),
+        s(&d["state"]),
+        s(&event["record"]),
+        s(&event["kind"]),
+        when(&event["at"]),
+        s(&d["attempts"]),
+        when(&d["next_attempt_at"]),
+        s(&d["status"]),
+        s(&d["error"]),
+    ]
+}
+
+const DELIVERY_HEADER: [&str; 10] = [
+    "SEQ", "SINK", "STATE", "RECORD", "EVENT", "AT", "ATTEMPTS", "NEXT", "STATUS", "ERROR",
+];
+
+/// `triaged outbox list`: deliveries waiting and dead letters.
+pub fn outbox_table(v: &Value, output: Output) -> String {
+    let rows = items(&v["deliveries"])
+        .iter()
+        .map(|d| delivery_row(d, &d["event"]))
+        .collect();
+    rows_or_json(output, v, &DELIVERY_HEADER, rows)
+}
+
+/// `triaged outbox show SEQ`: the event, then its deliveries (with a dead letter's
+/// kept answer).
+pub fn outbox_event(v: &Value, output: Output) -> String {
+    let e = &v["event"];
+    let rows: Vec<Vec<String>> = items(&v["deliveries"])
+        .iter()
+        .map(|d| delivery_row(d, e))
+        .collect();
+    match output {
+        Output::Table => {
+            let mut out = format!(
+                "{} {} {} at {} by {}: {}\n\n",
+                s(&e["seq"]),
+                s(&e["record"]),
+                s(&e["kind"]),
+                when(&e["at"]),
+                s(&e["by"]),
+                s(&e["detail"])
+            );
+            out.push_str(&table(&DELIVERY_HEADER, &rows));
+            for d in items(&v["deliveries"]) {
+                if let Some(body) = d["response"].as_str() {
+                    out.push_str(&format!("\n{} answered: {body}\n", s(&d["sink"])));
+                }
+            }
+            out
+        }
+        _ => rows_or_json(output, v, &DELIVERY_HEADER, rows),
+    }
+}
+
+/// `triaged outbox retry`: what was made pending again.
+pub fn outbox_retried(v: &Value, output: Output) -> String {
+    match output {
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(v).expect("JSON")),
+        _ => {
+            let sinks: Vec<String> = items(&v["deliveries"])
+                .iter()
+                .map(|d| s(&d["sink"]))
+                .collect();
+            format!(
+                "outbox event {}: retrying delivery to {}\n",
+                s(&v["seq"]),
+                sinks.join(", ")
+            )
+        }
+    }
+}
+
 fn secs(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.0}"))
 }

@@ -9,7 +9,7 @@
 //! signal handling and stops when every sender is gone, after the queue is drained and
 //! a last checkpoint.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::{Alert, AlertState, AlertStatus, Disposition};
 use crate::audit::Change;
 use crate::incidents::{self, Action, Incident, IncidentId, Placement, Policy, Refusal};
-use crate::outbox::{Draft, EventKind};
+use crate::outbox::routing::{LiveRoutes, Routes, Subject};
+use crate::outbox::{Delivery, Draft, EventKind, ExternalRef};
 use crate::problems::{ManualProblem, Problem, ProblemAction, ProblemId};
 use crate::rules::{History, Outcome, RuleSet, Rules};
 use crate::silences::{MaintenanceWindow, Quiet, QuietReason, SilenceId, SilenceSet};
@@ -74,6 +75,19 @@ pub enum Work {
         incident: IncidentId,
         actor: String,
     },
+    /// The outbox worker's record of an attempt: the delivery's new state, and what
+    /// the sink created for the event's incident (kept on it, in the same commit).
+    Delivered {
+        delivery: Delivery,
+        record: String,
+        reference: Option<ExternalRef>,
+    },
+    /// An operator's retry of an event's dead letters (every dead one, or `sink`'s).
+    Requeue {
+        seq: u64,
+        sink: Option<String>,
+        actor: String,
+    },
 }
 
 /// A submission and where to answer it.
@@ -99,6 +113,8 @@ pub enum Reply {
     Acted(Result<Box<Incident>, ActionError>),
     /// The problem as the action left it, or why nothing changed.
     Problem(Result<Box<Problem>, ActionError>),
+    /// The deliveries a retry made pending again.
+    Requeued(Result<Vec<Delivery>, ActionError>),
 }
 
 /// Why an operator's action changed nothing.
@@ -201,6 +217,37 @@ impl Queue {
         }
     }
 
+    /// Records an outbox delivery attempt; answers once durable.
+    pub async fn delivered(
+        &self,
+        delivery: Delivery,
+        record: String,
+        reference: Option<ExternalRef>,
+    ) -> Result<(), Unavailable> {
+        self.send(Work::Delivered {
+            delivery,
+            record,
+            reference,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Makes an event's dead letters pending again; answers with them once durable.
+    pub async fn requeue(
+        &self,
+        seq: u64,
+        sink: Option<String>,
+        actor: String,
+    ) -> Result<Result<Vec<Delivery>, ActionError>, Unavailable> {
+        match self.send(Work::Requeue { seq, sink, actor }).await? {
+            Reply::Requeued(r) => Ok(r),
+            _ => Err(Unavailable(
+                "correlation answered another kind of work".into(),
+            )),
+        }
+    }
+
     /// Problem work (an action, opening one, linking an incident); answers with the
     /// problem once durable.
     pub async fn problem(&self, work: Work) -> Result<Result<Problem, ActionError>, Unavailable> {
@@ -233,6 +280,10 @@ pub struct Correlator {
     /// When the earliest SLA clock has something to record (Unix nanoseconds;
     /// `i64::MAX`: none), for the daemon's timer task to send a tick then.
     pub next_due: Arc<AtomicI64>,
+    /// Where outbox events go (`[[routes]]`), read once per batch.
+    pub routes: Arc<LiveRoutes>,
+    /// Woken once a batch with something to deliver is durable (the outbox worker).
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The SLA clocks of open incidents, by when each has something to record next (or its
@@ -323,11 +374,15 @@ impl Correlator {
         let synced = Arc::new(AtomicU64::new(0));
         let (to_sync, syncs) = std::sync::mpsc::channel::<Appended>();
         let syncer = {
-            let (store, metrics, synced) =
-                (self.store.clone(), self.metrics.clone(), synced.clone());
+            let (store, metrics, synced, wake) = (
+                self.store.clone(),
+                self.metrics.clone(),
+                synced.clone(),
+                self.outbox_wake.clone(),
+            );
             std::thread::Builder::new()
                 .name("store-sync".into())
-                .spawn(move || sync_loop(&*store, &metrics, &synced, syncs))
+                .spawn(move || sync_loop(&*store, &metrics, &synced, &wake, syncs))
                 .expect("the sync thread starts")
         };
         let mut inflight: VecDeque<Arc<InFlight>> = VecDeque::new();
@@ -462,6 +517,27 @@ impl Correlator {
                         .map_err(unavailable)?;
                     replies.push(Reply::Acted(acted));
                 }
+                Work::Delivered {
+                    delivery,
+                    record,
+                    reference,
+                } => {
+                    if let (Some(r), Ok(id)) = (reference, record.parse::<IncidentId>()) {
+                        if pending.peek_incident(id).map_err(unavailable)?.is_some() {
+                            let inc = pending.incident_mut(id).map_err(unavailable)?;
+                            if let Some(change) = inc.add_external_ref(r.clone()) {
+                                pending.audit(now, &format!("sink:{}", r.sink), change);
+                            }
+                        }
+                    }
+                    pending.deliveries.push(delivery.clone());
+                    replies.push(Reply::Stored);
+                }
+                Work::Requeue { seq, sink, actor } => {
+                    let done = requeue(&mut pending, *seq, sink.as_deref(), actor, now)
+                        .map_err(unavailable)?;
+                    replies.push(Reply::Requeued(done));
+                }
                 work => {
                     let done = self
                         .problem_work(&mut pending, work, now)
@@ -474,7 +550,13 @@ impl Correlator {
             .map_err(unavailable)?;
         self.check_sla(&mut pending, timers, now, &mut tally)
             .map_err(unavailable)?;
-        let (batch, mut view) = pending.into_batch();
+        tally.outbox = pending.outbox.len() as u64
+            + pending
+                .deliveries
+                .iter()
+                .filter(|d| d.state == crate::outbox::DeliveryState::Pending)
+                .count() as u64;
+        let (batch, mut view) = pending.into_batch(&self.routes.get());
         view.ticket = self.store.append(batch).map_err(unavailable)?;
         Ok((view, tally, replies))
     }
@@ -641,7 +723,11 @@ impl Correlator {
                 }
                 Ok(Ok(Box::new(copy)))
             }
-            Work::Alerts(_) | Work::Logged { .. } | Work::Act { .. } => {
+            Work::Alerts(_)
+            | Work::Logged { .. }
+            | Work::Act { .. }
+            | Work::Delivered { .. }
+            | Work::Requeue { .. } => {
                 unreachable!("not problem work")
             }
         }
@@ -767,14 +853,23 @@ impl Correlator {
                 p.audit(now, "system", c);
             }
             for (event, change) in events {
+                let breach_notify = || self.escalation.breach_notify.clone();
                 let (kind, detail, notify) = match event {
                     sla::Event::RespondBreached { .. } => {
                         tally.breached_respond += 1;
-                        (EventKind::SlaBreached, "respond".to_string(), Vec::new())
+                        (
+                            EventKind::SlaBreached,
+                            "respond".to_string(),
+                            breach_notify(),
+                        )
                     }
                     sla::Event::ResolveBreached { .. } => {
                         tally.breached_resolve += 1;
-                        (EventKind::SlaBreached, "resolve".to_string(), Vec::new())
+                        (
+                            EventKind::SlaBreached,
+                            "resolve".to_string(),
+                            breach_notify(),
+                        )
                     }
                     sla::Event::Escalated { level, notify } => {
                         tally.escalated += 1;
@@ -787,8 +882,10 @@ impl Correlator {
                     kind,
                     record: id.to_string(),
                     detail,
+                    by: "system".into(),
                     notify,
                     quiet: quiet.clone(),
+                    targets: Vec::new(),
                 });
                 p.audit(now, "system", change);
             }
@@ -1076,6 +1173,7 @@ impl Correlator {
                                     &self.policy,
                                 );
                                 inc.previous = latest.as_ref().map(|l| l.id);
+                                inc.labels.clone_from(&alert.labels);
                                 p.audit(now, &actor, change);
                                 self.known_error(p, &mut inc, now)?;
                                 inc.quiet =
@@ -1196,6 +1294,7 @@ fn sync_loop(
     store: &dyn Store,
     metrics: &Metrics,
     synced: &AtomicU64,
+    outbox_wake: &tokio::sync::Notify,
     batches: std::sync::mpsc::Receiver<Appended>,
 ) {
     while let Ok(first) = batches.recv() {
@@ -1210,6 +1309,9 @@ fn sync_loop(
         match &result {
             Ok(()) => {
                 synced.store(upto, Ordering::SeqCst);
+                if group.iter().any(|a| a.tally.outbox > 0) {
+                    outbox_wake.notify_one();
+                }
                 for a in &group {
                     metrics.incidents_opened.inc_by(a.tally.opened);
                     metrics.incidents_reopened.inc_by(a.tally.reopened);
@@ -1242,6 +1344,8 @@ fn sync_loop(
 
 #[derive(Default)]
 struct Tally {
+    /// Outbox events drafted and deliveries made pending: the outbox worker is woken.
+    outbox: u64,
     breached_respond: u64,
     breached_resolve: u64,
     escalated: u64,
@@ -1273,7 +1377,79 @@ struct Pending<'a> {
     problem_counter_start: u64,
     next_problem: u64,
     outbox: Vec<Draft>,
+    /// Changed deliveries of stored outbox events.
+    deliveries: Vec<Delivery>,
     log_offsets: Vec<((String, String), u64)>,
+}
+
+/// An operator's retry of an event's dead letters, audited on the event's record.
+fn requeue(
+    p: &mut Pending<'_>,
+    seq: u64,
+    sink: Option<&str>,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Result<Vec<Delivery>, ActionError>, StoreError> {
+    let Some(event) = p.store.outbox_event(seq)? else {
+        return Ok(Err(ActionError::NotFound {
+            field: "id",
+            message: format!("no outbox event {seq}"),
+        }));
+    };
+    let mut stored = p.store.deliveries_of(seq)?;
+    // This batch's own changes are newer than the store's.
+    for d in p.deliveries.iter().filter(|d| d.seq == seq) {
+        if let Some(s) = stored.iter_mut().find(|s| s.sink == d.sink) {
+            *s = d.clone();
+        }
+    }
+    if let Some(name) = sink {
+        if !stored.iter().any(|d| d.sink == name) {
+            return Ok(Err(ActionError::NotFound {
+                field: "sink",
+                message: format!("outbox event {seq} has no delivery to sink {name:?}"),
+            }));
+        }
+    }
+    let mut revived = Vec::new();
+    for mut d in stored {
+        if sink.is_some_and(|name| name != d.sink) {
+            continue;
+        }
+        if d.requeue(now).is_some() {
+            p.audit(
+                now,
+                actor,
+                Change::new(event.record.clone(), "delivery_retried").detail(format!(
+                    "outbox event {seq} ({}) to sink {}",
+                    event.kind.as_str(),
+                    d.sink
+                )),
+            );
+            revived.push(d);
+        }
+    }
+    if revived.is_empty() {
+        let states: Vec<String> = p
+            .store
+            .deliveries_of(seq)?
+            .iter()
+            .filter(|d| sink.is_none_or(|name| name == d.sink))
+            .map(|d| d.state.as_str().to_string())
+            .collect();
+        let current = match states.as_slice() {
+            [] => "no deliveries".to_string(),
+            [one] => one.clone(),
+            _ if states.iter().all(|s| *s == states[0]) => states[0].clone(),
+            _ => "mixed".to_string(),
+        };
+        return Ok(Err(ActionError::Conflict {
+            message: format!("outbox event {seq} has no dead letter to retry ({current})"),
+            current,
+        }));
+    }
+    p.deliveries.extend(revived.iter().cloned());
+    Ok(Ok(revived))
 }
 
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
@@ -1362,6 +1538,7 @@ impl<'a> Pending<'a> {
             problem_counter_start: next_problem,
             next_problem,
             outbox: Vec::new(),
+            deliveries: Vec::new(),
             log_offsets: Vec::new(),
         }
     }
@@ -1529,14 +1706,19 @@ impl<'a> Pending<'a> {
                 at,
                 kind,
                 record: change.record.clone(),
-                detail: change
-                    .detail
-                    .clone()
-                    .or_else(|| change.to.clone())
-                    .unwrap_or_default(),
+                detail: match kind {
+                    EventKind::Updated => crate::outbox::updated_detail(&change),
+                    _ => change
+                        .detail
+                        .clone()
+                        .or_else(|| change.to.clone())
+                        .unwrap_or_default(),
+                },
+                by: actor.to_string(),
                 notify: Vec::new(),
                 // Set from the incident as the batch leaves it (`into_batch`).
                 quiet: None,
+                targets: Vec::new(),
             });
         }
         self.last_entry
@@ -1552,17 +1734,34 @@ impl<'a> Pending<'a> {
 
     /// The batch to append, and what later batches must read from it until it is
     /// synced (its ticket is set once appended).
-    fn into_batch(mut self) -> (Batch, InFlight) {
+    fn into_batch(mut self, routes: &Routes) -> (Batch, InFlight) {
+        let no_labels = BTreeMap::new();
         for d in &mut self.outbox {
-            if d.quiet.is_none() {
-                d.quiet = d
+            // A problem's event is routed like the incident that raised it.
+            let incident = match d.record.parse::<IncidentId>() {
+                Ok(id) => self.incidents.get(&id),
+                Err(_) => d
                     .record
-                    .parse::<IncidentId>()
+                    .parse::<ProblemId>()
                     .ok()
-                    .and_then(|id| self.incidents.get(&id))
+                    .and_then(|id| self.problems.get(&id))
+                    .and_then(|p| p.incidents.last())
+                    .and_then(|id| self.incidents.get(id)),
+            };
+            if d.quiet.is_none() && d.record.starts_with("INC-") {
+                d.quiet = incident
                     .and_then(|inc| inc.quiet.as_ref())
                     .map(|q| q.to_string());
             }
+            d.targets = routes.targets(&Subject {
+                kind: d.kind,
+                service: incident.and_then(|i| i.service.as_deref()),
+                priority: incident.map(|i| i.priority),
+                labels: incident.map_or(&no_labels, |i| &i.labels),
+                named: incident.map_or(&[], |i| &i.sinks),
+                notify: &d.notify,
+                quiet: d.quiet.is_some(),
+            });
         }
         for (i, (count, shown)) in self.merged {
             let more = count.saturating_sub(shown.len());
@@ -1596,6 +1795,7 @@ impl<'a> Pending<'a> {
                 .then_some((self.problem_counter_start, self.next_problem)),
             problem_keys: self.problem_keys.into_iter().collect(),
             outbox: self.outbox,
+            deliveries: self.deliveries,
             log_offsets: self.log_offsets,
             // Changes are written by `POST /api/v1/changes`, not by correlation.
             ..Batch::default()

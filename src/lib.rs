@@ -18,6 +18,7 @@ pub mod problems;
 pub mod reports;
 pub mod rules;
 pub mod silences;
+pub mod sinks;
 pub mod sla;
 pub mod sources;
 pub mod store;

@@ -105,6 +105,13 @@ enum Command {
         #[command(subcommand)]
         command: SilencesCommand,
     },
+    /// The outbox of a running daemon: deliveries waiting and dead letters.
+    Outbox {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Service reports of a running daemon (ISO/IEC 20000-1 9.4).
     Report {
         #[command(flatten)]
@@ -330,6 +337,27 @@ enum SilencesCommand {
     },
     /// Expire a silence now (its creator or an admin).
     Expire { id: String },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Deliveries not delivered yet, oldest first: pending and dead letters.
+    List {
+        /// pending or dead (default: both).
+        #[arg(long, value_parser = ["pending", "dead"])]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// One event with every delivery of it.
+    Show { seq: u64 },
+    /// Deliver an event's dead letters again (every dead one, or one sink's).
+    Retry {
+        seq: u64,
+        #[arg(long)]
+        sink: Option<String>,
+    },
 }
 
 /// Runs an operator command against the daemon.
@@ -771,6 +799,32 @@ fn main() -> ExitCode {
         Command::Silences { api, command } => {
             let (ep, out) = (endpoint(&api), api.output);
             api_command(silences(ep, out, command))
+        }
+        Command::Outbox { api, command } => {
+            let (ep, out) = (endpoint(&api), api.output);
+            api_command(async move {
+                use triaged::client::{self as c, Call};
+                match command {
+                    OutboxCommand::List { state, limit } => {
+                        let call = Call::get("/api/v1/outbox")
+                            .with("state", state)
+                            .with("limit", limit);
+                        Ok(c::outbox_table(&c::send(&ep, call).await?, out))
+                    }
+                    OutboxCommand::Show { seq } => {
+                        let call = Call::get(format!("/api/v1/outbox/{seq}"));
+                        Ok(c::outbox_event(&c::send(&ep, call).await?, out))
+                    }
+                    OutboxCommand::Retry { seq, sink } => {
+                        let body = match sink {
+                            Some(s) => serde_json::json!({ "sink": s }),
+                            None => serde_json::json!({}),
+                        };
+                        let call = Call::post(format!("/api/v1/outbox/{seq}/retry"), body);
+                        Ok(c::outbox_retried(&c::send(&ep, call).await?, out))
+                    }
+                }
+            })
         }
         Command::Report {
             api,

@@ -411,6 +411,7 @@ mod tests {
             impact: level,
             urgency: level,
             major: false,
+            sinks: Vec::new(),
         };
         Incident::open(IncidentId(id), &spec, "r", t(opened), t(opened), &policy()).0
     }

@@ -120,6 +120,8 @@ pub struct EscalationLevel {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Escalation {
     pub levels: Vec<EscalationLevel>,
+    /// Whom an SLA breach is told (`[escalation] breach_notify`).
+    pub breach_notify: Vec<String>,
 }
 
 fn secs(n: u64) -> SignedDuration {
@@ -314,6 +316,7 @@ mod tests {
                     priorities: vec![],
                 },
             ],
+            breach_notify: vec![],
         }
     }
 

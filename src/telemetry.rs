@@ -60,6 +60,16 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub incidents_flapping: IntGauge,
     pub heartbeats_missing: prometheus::IntGaugeVec,
+    /// Outbox deliveries by sink: delivered, retried (an attempt to try again),
+    /// dead-lettered.
+    pub sink_delivered: IntCounterVec,
+    pub sink_retried: IntCounterVec,
+    pub sink_dead: IntCounterVec,
+    /// Deliveries waiting per sink, and the age of the oldest.
+    pub sink_queue: prometheus::IntGaugeVec,
+    pub sink_oldest: prometheus::GaugeVec,
+    /// 1 while a sink's circuit breaker is open.
+    pub sink_circuit_open: prometheus::IntGaugeVec,
     store_incidents: IntGauge,
     store_pending_records: IntGauge,
     store_log_bytes: IntGauge,
@@ -157,6 +167,35 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(source_stale.clone()))
+            .expect("unique metric");
+        let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let sink_queue = int_gauge_vec(
+            "triaged_outbox_queue_depth",
+            "Outbox deliveries waiting for a sink (pending, not dead)",
+            &["sink"],
+        );
+        let sink_circuit_open = int_gauge_vec(
+            "triaged_sink_circuit_open",
+            "1 while a sink's circuit breaker is open (nothing is sent to it until a trial succeeds)",
+            &["sink"],
+        );
+        let sink_oldest = prometheus::GaugeVec::new(
+            prometheus::Opts::new(
+                "triaged_outbox_oldest_age_seconds",
+                "Age of the oldest delivery waiting for a sink",
+            ),
+            &["sink"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(sink_oldest.clone()))
             .expect("unique metric");
         let log_behind = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
@@ -279,6 +318,24 @@ impl Metrics {
                 ],
             ),
             store_errors: counter("triaged_store_errors_total", "Failed store commits"),
+            sink_delivered: counter_vec(
+                "triaged_outbox_delivered_total",
+                "Outbox deliveries a sink accepted",
+                &["sink"],
+            ),
+            sink_retried: counter_vec(
+                "triaged_outbox_retried_total",
+                "Outbox delivery attempts that failed and will be tried again",
+                &["sink"],
+            ),
+            sink_dead: counter_vec(
+                "triaged_outbox_dead_letters_total",
+                "Outbox deliveries rejected for good or given up on (dead letters)",
+                &["sink"],
+            ),
+            sink_queue,
+            sink_oldest,
+            sink_circuit_open,
             queue_depth,
             incidents_flapping,
             heartbeats_missing,

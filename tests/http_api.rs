@@ -570,7 +570,8 @@ async fn the_configuration_in_force_is_for_admins_and_never_shows_secrets() {
     const ADMIN: &str = "admin-secret-0123456789";
     let extra = format!(
         "{}[[server.tokens]]\nname = \"boss\"\nrole = \"admin\"\ntoken = \"{ADMIN}\"\n\
-         [sla.P2]\nrespond_secs = 600\n[[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n",
+         [sla.P2]\nrespond_secs = 600\n[[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n\
+         [[sinks]]\nname = \"lead\"\ntype = \"webhook\"\nurl = \"https://hooks.example.com/services/T0/B0/tokenpart\"\n",
         tokens()
     );
     let d = Daemon::start(dir.path(), &extra).await;
@@ -594,6 +595,14 @@ async fn the_configuration_in_force_is_for_admins_and_never_shows_secrets() {
     assert_eq!(v["sla"]["P1"]["respond_secs"], 900);
     assert_eq!(v["priority"]["high"], json!(["P1", "P2", "P3"]));
     assert_eq!(v["escalation"]["levels"][0]["notify"], json!(["lead"]));
+    assert_eq!(
+        v["sinks"][0]["settings"]["url"],
+        "https://hooks.example.com/…"
+    );
+    assert!(
+        !text.contains("tokenpart"),
+        "a webhook URL's path in the config view: {text}"
+    );
     let names: Vec<&str> = v["tokens"]
         .as_array()
         .unwrap()

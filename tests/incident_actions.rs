@@ -194,8 +194,9 @@ async fn an_incident_goes_through_its_whole_lifecycle_by_hand() {
         "{inc}"
     );
 
-    // The lifecycle's events are in the outbox, in order (hold and start are not).
-    let req = d.client.get(d.url("/api/v1/outbox"));
+    // The lifecycle's events are in the outbox, in order (hold, start and comments
+    // are updates).
+    let req = d.client.get(d.url("/api/v1/outbox/events"));
     let (_, out) = api.send(req, OPERATOR).await;
     let kinds: Vec<&str> = out["events"]
         .as_array()
@@ -206,7 +207,15 @@ async fn an_incident_goes_through_its_whole_lifecycle_by_hand() {
         .collect();
     assert_eq!(
         kinds,
-        ["opened", "acknowledged", "resolved", "closed"],
+        [
+            "opened",
+            "acknowledged",
+            "updated",
+            "updated",
+            "resolved",
+            "closed",
+            "updated"
+        ],
         "{out}"
     );
 

@@ -32,6 +32,7 @@ fn incident(id: u64, key: &str, service: &str, level: Level, opened: i64) -> Inc
         impact: level,
         urgency: level,
         major: false,
+        sinks: Vec::new(),
     };
     Incident::open(
         IncidentId(id),

@@ -96,7 +96,7 @@ async fn silenced_alerts_are_recorded_attached_and_quiet_until_the_silence_ends(
     assert_eq!(inc["alerts_firing"], 1);
     assert_eq!(inc["alerts"][0]["disposition"]["kind"], "attached");
     // Its outbox event says why it must not page.
-    let (_, out) = call(&d, d.client.get(d.url("/api/v1/outbox")), ONCALL).await;
+    let (_, out) = call(&d, d.client.get(d.url("/api/v1/outbox/events")), ONCALL).await;
     let opened = &out["events"][0];
     assert_eq!(
         (opened["kind"].as_str(), opened["record"].as_str()),

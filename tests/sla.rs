@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 const SLA: &str = "[sla.P1]\nrespond_secs = 2\nresolve_secs = 3\n\
     [[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n\
     [[escalation.levels]]\nafter_secs = 3\nnotify = [\"manager\", \"duty-phone\"]\n\
-    [[escalation.levels]]\nafter_secs = 5\nnotify = [\"p5-only\"]\npriorities = [\"P5\"]\n";
+    [[escalation.levels]]\nafter_secs = 5\nnotify = [\"p5-only\"]\npriorities = [\"P5\"]\n\
+    [[sinks]]\nname = \"lead\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+    [[sinks]]\nname = \"manager\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+    [[sinks]]\nname = \"duty-phone\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+    [[sinks]]\nname = \"p5-only\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
 
 async fn fire(d: &Daemon, alertname: &str) {
     let labels = json!({"alertname": alertname, "service": "shop", "severity": "critical"});
@@ -119,7 +123,7 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
 
     // Each breach and escalation is an outbox event, in order, with whom to notify
     // (after the incident's own lifecycle events: opened, acknowledged).
-    let (code, out) = d.get("/api/v1/outbox").await;
+    let (code, out) = d.get("/api/v1/outbox/events").await;
     assert_eq!(code, 200, "{out}");
     let events = out["events"].as_array().unwrap();
     let of = |record: &str| -> Vec<(String, String, Value)> {
@@ -159,9 +163,11 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
     assert_eq!(kinds("INC-3"), ["opened"], "on hold: no breach, no event");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    let (_, later) = d.get(&format!("/api/v1/outbox?after={}", seqs[2])).await;
+    let (_, later) = d
+        .get(&format!("/api/v1/outbox/events?after={}", seqs[2]))
+        .await;
     assert_eq!(later["events"][0]["seq"], seqs[3]);
-    let (code, err) = d.get("/api/v1/outbox?after=x").await;
+    let (code, err) = d.get("/api/v1/outbox/events?after=x").await;
     assert_eq!((code, err["field"].as_str()), (400, Some("after")));
 
     let metrics = d.metrics().await;
@@ -187,7 +193,7 @@ async fn clocks_keep_running_across_a_restart() {
     })
     .await;
     assert!(inc["sla"]["respond_breached_at"].is_string(), "{inc}");
-    let (_, out) = d.get("/api/v1/outbox").await;
+    let (_, out) = d.get("/api/v1/outbox/events").await;
     assert_eq!(
         out["events"].as_array().unwrap().len(),
         3,
@@ -197,6 +203,6 @@ async fn clocks_keep_running_across_a_restart() {
     d.stop().await;
     let d = Daemon::start(tmp.path(), sla).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let (_, out) = d.get("/api/v1/outbox").await;
+    let (_, out) = d.get("/api/v1/outbox/events").await;
     assert_eq!(out["events"].as_array().unwrap().len(), 3, "{out}");
 }

@@ -34,6 +34,7 @@ fn build(start: u64, n: u64, resolved: bool) -> Batch {
             impact: Level::Medium,
             urgency: Level::Medium,
             major: false,
+            sinks: Vec::new(),
         };
         let (mut inc, opened) = Incident::open(
             IncidentId(id),

@@ -232,7 +232,7 @@ fn patch(bytes: &[u8]) -> Result<Action, ApiError> {
 
 /// The request's JSON body; a request without a content type may have none (`curl -X
 /// POST …/acknowledge`).
-async fn body_of(
+pub(super) async fn body_of(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,

@@ -9,6 +9,7 @@ mod actions;
 mod auth;
 mod changes;
 mod error;
+mod outbox;
 mod records;
 mod reports;
 mod silences;
@@ -39,6 +40,8 @@ use crate::telemetry::Metrics;
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub queue: Queue,
+    /// Told of an operator's outbox retry.
+    pub outbox: crate::outbox::worker::Handle,
     pub metrics: Arc<Metrics>,
     /// Replaced when SIGHUP reloads the config.
     pub tokens: Arc<std::sync::RwLock<Vec<Token>>>,
@@ -123,7 +126,10 @@ pub fn router(state: AppState) -> Router {
             get(records::list_changes).post(changes::post_change),
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
-        .route("/api/v1/outbox", get(records::list_outbox))
+        .route("/api/v1/outbox", get(outbox::list_queue))
+        .route("/api/v1/outbox/events", get(outbox::list_events))
+        .route("/api/v1/outbox/{seq}", get(outbox::get_event))
+        .route("/api/v1/outbox/{seq}/retry", post(outbox::retry))
         .route("/api/v1/reports/{kind}", get(reports::get_report))
         .route(
             "/api/v1/silences",

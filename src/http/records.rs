@@ -290,33 +290,3 @@ pub async fn incident_timeline(
         found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")).field("id"))?;
     Ok(Json(serde_json::json!({ "id": id, "timeline": timeline })))
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxQuery {
-    after: Option<String>,
-    limit: Option<String>,
-}
-
-/// `GET /api/v1/outbox[?after=SEQ][&limit=N]`: outbox events in order, after `after`.
-pub async fn list_outbox(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers, Need::Operator)?;
-    let q = query(q)?;
-    let after = match &q.after {
-        None => 0,
-        Some(s) => s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(
-                "after",
-                format!("expected an event seq (a number), got {s:?}"),
-            )
-        })?,
-    };
-    let limit = limit_of(q.limit.as_deref())?;
-    let store = state.store.clone();
-    let events = blocking(move || store.outbox_page(after, limit)).await?;
-    Ok(Json(serde_json::json!({ "events": events })))
-}

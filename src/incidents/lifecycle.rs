@@ -471,6 +471,7 @@ mod tests {
             impact: Level::Medium,
             urgency: Level::Medium,
             major: false,
+            sinks: Vec::new(),
         };
         Incident::open(IncidentId(1), &spec, "default", t(0), t(0), &policy()).0
     }
@@ -769,6 +770,7 @@ mod tests {
                 notify: vec!["lead".into()],
                 priorities: vec![],
             }],
+            breach_notify: vec![],
         };
         let mut inc = incident();
         assert_eq!(inc.sla_due(&esc), Some(t(100)));

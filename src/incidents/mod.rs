@@ -168,6 +168,8 @@ pub struct IncidentSpec {
     pub impact: Level,
     pub urgency: Level,
     pub major: bool,
+    /// Sinks (`sink` or `sink:recipient`) its events go to besides the routes'.
+    pub sinks: Vec<String>,
 }
 
 /// The incident record as the rest of the program sees it.
@@ -231,6 +233,12 @@ pub struct Incident {
     /// The workaround of the known error (the problem linked) its key matched when it
     /// opened.
     pub workaround: Option<String>,
+    /// The labels of the alert that opened it (after the rules): what routes match on.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Sinks the rule decision named (besides the routes').
+    pub sinks: Vec<String>,
+    /// What sinks created for it (chat messages, tickets): later events update these.
+    pub external: Vec<crate::outbox::ExternalRef>,
 }
 
 /// Why an incident is on hold, since when.
@@ -335,6 +343,24 @@ pub fn place(latest: Option<&Incident>, now: Timestamp, policy: &Policy) -> Plac
 }
 
 impl Incident {
+    /// The reference `sink` created for this incident, if any.
+    pub fn external_ref(&self, sink: &str) -> Option<&crate::outbox::ExternalRef> {
+        self.external.iter().find(|r| r.sink == sink)
+    }
+
+    /// Keeps what a sink created for the incident (the first one wins: later events
+    /// update it), audited.
+    pub fn add_external_ref(&mut self, r: crate::outbox::ExternalRef) -> Option<Change> {
+        if self.external_ref(&r.sink).is_some() {
+            return None;
+        }
+        let change = Change::new(self.id.to_string(), "external_ref")
+            .becomes(r.id.clone())
+            .detail(format!("sink {}", r.sink));
+        self.external.push(r);
+        Some(change)
+    }
+
     /// A new incident for a firing alert that started at `detected_at`.
     pub fn open(
         id: IncidentId,
@@ -382,6 +408,9 @@ impl Incident {
             review: None,
             quiet: None,
             workaround: None,
+            labels: std::collections::BTreeMap::new(),
+            sinks: spec.sinks.clone(),
+            external: Vec::new(),
         };
         let change = Change::new(id.to_string(), "opened")
             .becomes(IncidentStatus::New.as_str())
@@ -566,6 +595,7 @@ mod tests {
             impact: Level::Medium,
             urgency: Level::Medium,
             major: false,
+            sinks: Vec::new(),
         }
     }
 

@@ -563,6 +563,8 @@ fn run_sequence(
         next_due: Arc::default(),
         silences: Arc::default(),
         maintenance: Vec::new(),
+        routes: Arc::default(),
+        outbox_wake: Arc::default(),
     };
     let (queue, finished) = crate::correlation::start(correlator, 16)
         .map_err(|e| format!("cannot start correlation: {e}"))?;

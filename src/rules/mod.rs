@@ -723,8 +723,8 @@ fn level(map: &Map, field: &str) -> Result<Option<Level>, String> {
 /// Turns the map a rule passed to `incident(...)` into a spec (`key` is required) and
 /// the impact it gave, if any (the caller fills it in from the service catalogue).
 fn spec_from_map(map: &Map, alert: &Alert) -> Result<(IncidentSpec, Option<Level>), String> {
-    const FIELDS: [&str; 7] = [
-        "key", "title", "service", "ci", "impact", "urgency", "major",
+    const FIELDS: [&str; 8] = [
+        "key", "title", "service", "ci", "impact", "urgency", "major", "sinks",
     ];
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(format!(
@@ -743,7 +743,27 @@ fn spec_from_map(map: &Map, alert: &Alert) -> Result<(IncidentSpec, Option<Level
             .map_err(|t| format!("incident field major must be a bool, got {t}"))?,
     };
     let impact = level(map, "impact")?;
+    let sinks = match map.get("sinks") {
+        None => Vec::new(),
+        Some(v) if v.is_unit() => Vec::new(),
+        Some(v) => {
+            let list = v
+                .clone()
+                .into_typed_array::<rhai::ImmutableString>()
+                .map_err(|t| {
+                    format!("incident field sinks must be an array of strings, got {t}")
+                })?;
+            let mut out = Vec::new();
+            for s in list {
+                s.parse::<crate::outbox::Target>()
+                    .map_err(|e| format!("incident field sinks: {e}"))?;
+                out.push(s.to_string());
+            }
+            out
+        }
+    };
     let spec = IncidentSpec {
+        sinks,
         key,
         title: optional_string(map, "incident", "title")?.unwrap_or(defaults.title),
         service: optional_string(map, "incident", "service")?.or(defaults.service),
@@ -833,6 +853,7 @@ pub fn default_spec(alert: &Alert) -> IncidentSpec {
         impact: Level::Medium,
         urgency: Level::Medium,
         major: false,
+        sinks: Vec::new(),
     }
 }
 

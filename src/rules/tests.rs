@@ -62,6 +62,7 @@ fn spec(key: &str, title: &str, service: Option<&str>) -> Outcome {
         impact: Level::Medium,
         urgency: Level::Medium,
         major: false,
+        sinks: Vec::new(),
     })
 }
 
@@ -133,6 +134,7 @@ fn incident_fields_are_read() {
             impact: Level::High,
             urgency: Level::High,
             major: true,
+            sinks: Vec::new(),
         })
     );
 }
@@ -543,6 +545,7 @@ fn an_incident() -> crate::incidents::Incident {
         impact: Level::High,
         urgency: Level::Medium,
         major: false,
+        sinks: Vec::new(),
     };
     crate::incidents::Incident::open(
         crate::incidents::IncidentId(7),

@@ -91,6 +91,9 @@ pub struct Batch {
     pub change_refs: Vec<(String, ChangeId)>,
     /// Outbox events to append, in order (the store numbers them).
     pub outbox: Vec<crate::outbox::Draft>,
+    /// Deliveries of stored events to replace (an attempt's outcome, an operator's
+    /// retry); a new event's deliveries come with its draft.
+    pub deliveries: Vec<crate::outbox::Delivery>,
     /// Silences to insert or replace (by id); written by the silences API only.
     pub silences: Vec<crate::silences::Silence>,
     /// Log watchers' read positions: (watcher, file fingerprint) → offset, written with
@@ -111,6 +114,7 @@ impl Batch {
             && self.changes.is_empty()
             && self.change_refs.is_empty()
             && self.outbox.is_empty()
+            && self.deliveries.is_empty()
             && self.silences.is_empty()
             && self.log_offsets.is_empty()
     }
@@ -251,6 +255,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::outbox::Event>, StoreError>;
     /// The incidents flapping now (`Incident::flapping_since` set), for correlation to
     /// watch until they settle.
+    /// The seq of the last outbox event stored (0: none).
+    fn outbox_last_seq(&self) -> Result<u64, StoreError>;
+    /// One outbox event.
+    fn outbox_event(&self, seq: u64) -> Result<Option<crate::outbox::Event>, StoreError>;
+    /// The deliveries of one event, by sink.
+    fn deliveries_of(&self, seq: u64) -> Result<Vec<crate::outbox::Delivery>, StoreError>;
+    /// Deliveries not delivered (pending and dead letters) after `after` (seq, sink), in
+    /// order, at most `limit`.
+    fn queued_deliveries(
+        &self,
+        after: Option<(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<crate::outbox::Delivery>, StoreError>;
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError>;
     fn problem(&self, id: ProblemId) -> Result<Option<Problem>, StoreError>;
     /// The latest problem opened for a problem key.

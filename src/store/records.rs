@@ -15,7 +15,7 @@ use crate::alerts::{Alert, AlertState, AlertStatus, Disposition, LabelSet, Sourc
 use crate::audit::{AuditEntry, Change};
 use crate::changes::{ChangeId, ChangeRecord, ChangeStatus};
 use crate::incidents::{Hold, Incident, IncidentId, IncidentStatus, Level, Priority, Resolution};
-use crate::outbox::{Event, EventKind};
+use crate::outbox::{Delivery, DeliveryState, Event, EventKind};
 use crate::problems::{Problem, ProblemId, ProblemStatus};
 use crate::silences::{Matcher, Op, Silence, SilenceId};
 use crate::sla;
@@ -212,6 +212,9 @@ pub struct IncidentV1 {
     pub review: Option<String>,
     pub quiet: Option<crate::silences::Quiet>,
     pub workaround: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub sinks: Vec<String>,
+    pub external: Vec<ExternalRefV1>,
 }
 
 impl From<&Incident> for IncidentV1 {
@@ -253,6 +256,21 @@ impl From<&Incident> for IncidentV1 {
             review: i.review.clone(),
             quiet: i.quiet.clone(),
             workaround: i.workaround.clone(),
+            labels: i
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            sinks: i.sinks.clone(),
+            external: i
+                .external
+                .iter()
+                .map(|r| ExternalRefV1 {
+                    sink: r.sink.clone(),
+                    id: r.id.clone(),
+                    at: r.at,
+                })
+                .collect(),
         }
     }
 }
@@ -296,6 +314,17 @@ impl From<IncidentV1> for Incident {
             review: i.review,
             quiet: i.quiet,
             workaround: i.workaround,
+            labels: i.labels.into_iter().collect(),
+            sinks: i.sinks,
+            external: i
+                .external
+                .into_iter()
+                .map(|r| crate::outbox::ExternalRef {
+                    sink: r.sink,
+                    id: r.id,
+                    at: r.at,
+                })
+                .collect(),
         }
     }
 }
@@ -521,6 +550,15 @@ impl TryFrom<SilenceV1> for Silence {
     }
 }
 
+/// What a sink created for an incident.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExternalRefV1 {
+    pub sink: String,
+    pub id: String,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub at: Timestamp,
+}
+
 /// An outbox event (`outbox` tree, and in the log).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxEventV1 {
@@ -530,6 +568,7 @@ pub struct OutboxEventV1 {
     pub kind: EventKind,
     pub record: String,
     pub detail: String,
+    pub by: String,
     pub notify: Vec<String>,
     pub quiet: Option<String>,
 }
@@ -542,6 +581,7 @@ impl From<&Event> for OutboxEventV1 {
             kind: e.kind,
             record: e.record.clone(),
             detail: e.detail.clone(),
+            by: e.by.clone(),
             notify: e.notify.clone(),
             quiet: e.quiet.clone(),
         }
@@ -556,8 +596,68 @@ impl From<OutboxEventV1> for Event {
             kind: e.kind,
             record: e.record,
             detail: e.detail,
+            by: e.by,
             notify: e.notify,
             quiet: e.quiet,
+        }
+    }
+}
+
+/// An event's delivery to one sink (`deliveries` tree, and in the log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryV1 {
+    pub seq: u64,
+    pub sink: String,
+    pub to: Option<String>,
+    pub state: DeliveryState,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    pub since: Timestamp,
+    pub attempts: u32,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub last_attempt_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub next_attempt_at: Option<Timestamp>,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub delivered_at: Option<Timestamp>,
+}
+
+impl From<&Delivery> for DeliveryV1 {
+    fn from(d: &Delivery) -> Self {
+        DeliveryV1 {
+            seq: d.seq,
+            sink: d.sink.clone(),
+            to: d.to.clone(),
+            state: d.state,
+            since: d.since,
+            attempts: d.attempts,
+            last_attempt_at: d.last_attempt_at,
+            next_attempt_at: d.next_attempt_at,
+            status: d.status,
+            error: d.error.clone(),
+            response: d.response.clone(),
+            delivered_at: d.delivered_at,
+        }
+    }
+}
+
+impl From<DeliveryV1> for Delivery {
+    fn from(d: DeliveryV1) -> Self {
+        Delivery {
+            seq: d.seq,
+            sink: d.sink,
+            to: d.to,
+            state: d.state,
+            since: d.since,
+            attempts: d.attempts,
+            last_attempt_at: d.last_attempt_at,
+            next_attempt_at: d.next_attempt_at,
+            status: d.status,
+            error: d.error,
+            response: d.response,
+            delivered_at: d.delivered_at,
         }
     }
 }
@@ -582,6 +682,8 @@ pub struct WalBatchV1 {
     pub change_refs: Vec<(String, u64)>,
     pub next_change: u64,
     pub outbox: Vec<OutboxEventV1>,
+    /// New deliveries (of this batch's events) and changed ones.
+    pub deliveries: Vec<DeliveryV1>,
     pub silences: Vec<SilenceV1>,
     /// ((watcher, file fingerprint), offset).
     pub log_offsets: Vec<((String, String), u64)>,
@@ -650,6 +752,7 @@ mod tests {
             impact: Level::High,
             urgency: Level::Low,
             major: true,
+            sinks: vec!["chat".into()],
         };
         let (mut inc, _) = Incident::open(
             IncidentId(42),
@@ -665,6 +768,12 @@ mod tests {
             t("2026-01-01T00:30:00Z"),
             t("2026-01-01T00:31:00Z"),
         );
+        inc.labels.insert("team".into(), "db".into());
+        inc.add_external_ref(crate::outbox::ExternalRef {
+            sink: "chat".into(),
+            id: "C1/1700000000.000100".into(),
+            at: t("2026-01-01T00:00:03Z"),
+        });
         let back: Incident = decode::<IncidentV1>(&encode(&IncidentV1::from(&inc)))
             .unwrap()
             .into();

@@ -37,8 +37,8 @@ use sled::Tree;
 
 use super::hot::HotStates;
 use super::records::{
-    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, IncidentV1, OutboxEventV1,
-    ProblemV1, SilenceV1, WalBatchV1,
+    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, DeliveryV1, IncidentV1,
+    OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
@@ -47,12 +47,12 @@ use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::changes::{ChangeId, ChangeRecord};
 use crate::config::StoreSettings;
 use crate::incidents::{Incident, IncidentId};
-use crate::outbox::Event as OutboxEvent;
+use crate::outbox::{Delivery, DeliveryState, Event as OutboxEvent};
 use crate::problems::{Problem, ProblemId};
 use crate::silences::{Silence, SilenceId};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
-const SCHEMA_VERSION: u64 = 9;
+const SCHEMA_VERSION: u64 = 10;
 const NEXT_INCIDENT: &[u8] = b"next_incident";
 const CHECKPOINT_SEQ: &[u8] = b"checkpoint_seq";
 const NEXT_PROBLEM: &[u8] = b"next_problem";
@@ -152,6 +152,22 @@ fn open_sled_within(config: &sled::Config, wait: Duration) -> sled::Result<sled:
             }
             other => return other,
         }
+    }
+}
+
+/// `deliveries` and `delivery_queue` key: seq (big-endian) ++ sink.
+fn delivery_key(seq: u64, sink: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + sink.len());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(sink.as_bytes());
+    k
+}
+
+fn state_byte(state: DeliveryState) -> u8 {
+    match state {
+        DeliveryState::Pending => 0,
+        DeliveryState::Delivered => 1,
+        DeliveryState::Dead => 2,
     }
 }
 
@@ -286,6 +302,8 @@ struct Applied {
     change_refs: Vec<(String, ChangeId)>,
     next_change: u64,
     outbox: Vec<OutboxEvent>,
+    /// The new events' deliveries and changed ones.
+    deliveries: Vec<Delivery>,
     silences: Vec<Silence>,
     log_offsets: Vec<((String, String), u64)>,
 }
@@ -344,6 +362,7 @@ impl Applied {
                 .collect(),
             next_change: self.next_change,
             outbox: self.outbox.iter().map(OutboxEventV1::from).collect(),
+            deliveries: self.deliveries.iter().map(DeliveryV1::from).collect(),
             silences: self.silences.iter().map(SilenceV1::from).collect(),
             log_offsets: self.log_offsets.clone(),
         }
@@ -391,6 +410,7 @@ impl Applied {
                 .collect(),
             next_change: w.next_change,
             outbox: w.outbox.into_iter().map(Into::into).collect(),
+            deliveries: w.deliveries.into_iter().map(Into::into).collect(),
             silences: w
                 .silences
                 .into_iter()
@@ -416,6 +436,7 @@ struct Overlay {
     changes: BTreeMap<ChangeId, ChangeRecord>,
     change_refs: HashMap<String, ChangeId>,
     outbox: BTreeMap<u64, OutboxEvent>,
+    deliveries: BTreeMap<(u64, String), Delivery>,
     silences: BTreeMap<SilenceId, Silence>,
     log_offsets: HashMap<(String, String), u64>,
 }
@@ -433,6 +454,7 @@ impl Overlay {
             + self.changes.len()
             + self.change_refs.len()
             + self.outbox.len()
+            + self.deliveries.len()
             + self.silences.len()
             + self.log_offsets.len()
     }
@@ -459,6 +481,9 @@ impl Overlay {
         for e in a.outbox {
             self.outbox.insert(e.seq, e);
         }
+        for d in a.deliveries {
+            self.deliveries.insert((d.seq, d.sink.clone()), d);
+        }
         for x in a.silences {
             self.silences.insert(x.id, x);
         }
@@ -478,6 +503,7 @@ impl Overlay {
         self.changes.extend(newer.changes);
         self.change_refs.extend(newer.change_refs);
         self.outbox.extend(newer.outbox);
+        self.deliveries.extend(newer.deliveries);
         self.silences.extend(newer.silences);
         self.log_offsets.extend(newer.log_offsets);
     }
@@ -580,6 +606,10 @@ struct Trees {
     open_incidents: Tree,
     /// seq → outbox event.
     outbox: Tree,
+    /// seq ++ sink → delivery.
+    deliveries: Tree,
+    /// seq ++ sink → state byte, for every delivery not delivered (pending or dead).
+    delivery_queue: Tree,
     /// Silence id → silence.
     silences: Tree,
     /// watcher ++ 0 ++ file fingerprint → offset (u64, big-endian).
@@ -694,6 +724,8 @@ impl SledStore {
             change_index: tree("change_index")?,
             open_incidents: tree("open_incidents")?,
             outbox: tree("outbox")?,
+            deliveries: tree("deliveries")?,
+            delivery_queue: tree("delivery_queue")?,
             silences: tree("silences")?,
             log_offsets: tree("log_offsets")?,
             meta: tree("meta")?,
@@ -1138,6 +1170,21 @@ impl Inner {
                 .map(|(seq, e)| (seq.to_be_bytes().to_vec(), encode(&OutboxEventV1::from(e))))
                 .collect(),
         )?;
+        put_sorted(
+            &t.deliveries,
+            o.deliveries
+                .iter()
+                .map(|((seq, sink), d)| (delivery_key(*seq, sink), encode(&DeliveryV1::from(d))))
+                .collect(),
+        )?;
+        let mut queue = sled::Batch::default();
+        for ((seq, sink), d) in &o.deliveries {
+            match d.state {
+                DeliveryState::Delivered => queue.remove(delivery_key(*seq, sink)),
+                state => queue.insert(delivery_key(*seq, sink), &[state_byte(state)]),
+            }
+        }
+        t.delivery_queue.apply_batch(queue).map_err(io)?;
         put_sorted(
             &t.problems,
             o.problems
@@ -1635,6 +1682,99 @@ impl Store for SledStore {
         Ok(page.into_values().take(limit).collect())
     }
 
+    fn outbox_last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.state()?.outbox_seq)
+    }
+
+    fn outbox_event(&self, seq: u64) -> Result<Option<OutboxEvent>, StoreError> {
+        if let Some(e) = self.inner.state()?.find(|o| o.outbox.get(&seq)) {
+            return Ok(Some(e));
+        }
+        let key = seq.to_be_bytes();
+        match self.inner.t.outbox.get(key).map_err(io)? {
+            Some(v) => Ok(Some(decoded::<OutboxEventV1, _>("outbox", &key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn deliveries_of(&self, seq: u64) -> Result<Vec<Delivery>, StoreError> {
+        let mut out: BTreeMap<String, Delivery> = BTreeMap::new();
+        for kv in self.inner.t.deliveries.scan_prefix(seq.to_be_bytes()) {
+            let (k, v) = kv.map_err(io)?;
+            let d: Delivery = decoded::<DeliveryV1, _>("deliveries", &k, &v)?;
+            out.insert(d.sink.clone(), d);
+        }
+        for o in self.inner.state()?.overlays() {
+            for ((_, sink), d) in o
+                .deliveries
+                .range((seq, String::new())..)
+                .take_while(|((s, _), _)| *s == seq)
+            {
+                out.insert(sink.clone(), d.clone());
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    fn queued_deliveries(
+        &self,
+        after: Option<(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        use std::ops::Bound;
+        let (lower, after_key) = match &after {
+            Some((seq, sink)) => (
+                Bound::Excluded((*seq, sink.clone())),
+                Bound::Excluded(delivery_key(*seq, sink)),
+            ),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        // Newest versions first (live, then frozen), then sled's queue for the rest.
+        let st = self.inner.state()?;
+        let mut newest: BTreeMap<(u64, String), Delivery> = BTreeMap::new();
+        for o in st.overlays() {
+            for (k, d) in o.deliveries.range((lower.clone(), Bound::Unbounded)) {
+                newest.insert(k.clone(), d.clone());
+            }
+        }
+        drop(st);
+        let mut out: BTreeMap<(u64, String), Delivery> = BTreeMap::new();
+        let mut from_sled = 0;
+        for kv in self
+            .inner
+            .t
+            .delivery_queue
+            .range::<Vec<u8>, _>((after_key, Bound::Unbounded))
+        {
+            if from_sled >= limit {
+                break;
+            }
+            let (k, _) = kv.map_err(io)?;
+            let seq = u64_of("delivery_queue", &k, &k[..8])?;
+            let sink = String::from_utf8_lossy(&k[8..]).into_owned();
+            if newest.contains_key(&(seq, sink.clone())) {
+                continue;
+            }
+            let Some(v) = self.inner.t.deliveries.get(&k).map_err(io)? else {
+                continue;
+            };
+            let d: Delivery = decoded::<DeliveryV1, _>("deliveries", &k, &v)?;
+            out.insert((seq, sink), d);
+            from_sled += 1;
+        }
+        // The `limit` first from sled are complete up to the last of them; overlay
+        // versions beyond it may be cut off with the rest.
+        let bound = (from_sled >= limit)
+            .then(|| out.keys().next_back().cloned())
+            .flatten();
+        for (k, d) in newest {
+            if d.state != DeliveryState::Delivered && bound.as_ref().is_none_or(|b| &k <= b) {
+                out.insert(k, d);
+            }
+        }
+        Ok(out.into_values().take(limit).collect())
+    }
+
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
         let mut ids = BTreeSet::new();
         for kv in self.inner.t.flapping.iter() {
@@ -1872,17 +2012,25 @@ impl Store for SledStore {
             hash.clone_from(&entry.hash);
             audit.push(EncodedEntry::new(&entry));
         }
+        if let Some(d) = batch.deliveries.iter().find(|d| d.seq > log.outbox_seq) {
+            return Err(StoreError::Conflict(format!(
+                "a delivery of outbox event {} which is not stored (the last is {})",
+                d.seq, log.outbox_seq
+            )));
+        }
         let mut outbox_seq = log.outbox_seq;
-        let outbox = batch
-            .outbox
-            .into_iter()
-            .map(|d| {
-                outbox_seq += 1;
-                OutboxEvent::numbered(outbox_seq, d)
-            })
-            .collect();
+        let mut outbox = Vec::with_capacity(batch.outbox.len());
+        let mut deliveries = Vec::new();
+        for d in batch.outbox {
+            outbox_seq += 1;
+            let (event, ds) = OutboxEvent::numbered(outbox_seq, d);
+            outbox.push(event);
+            deliveries.extend(ds);
+        }
+        deliveries.extend(batch.deliveries);
         let applied = Applied {
             outbox,
+            deliveries,
             silences: batch.silences,
             log_offsets: batch.log_offsets,
             contents: batch
@@ -2001,6 +2149,7 @@ mod tests {
             impact: Level::Low,
             urgency: Level::Low,
             major: false,
+            sinks: Vec::new(),
         };
         Incident::open(
             IncidentId(id),

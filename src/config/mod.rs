@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::incidents::{Level, Policy};
 
+mod delivery;
+pub use delivery::redact_url;
+
 /// The raw file. Every section is optional; defaults live in the `Default` impls below.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +47,10 @@ pub struct RawConfig {
     pub prometheus: Vec<RawPrometheus>,
     /// Log files watched for lines that become alerts.
     pub log_watchers: Vec<RawLogWatcher>,
+    /// Where outbox events are delivered.
+    pub sinks: Vec<delivery::RawSink>,
+    /// Which events go to which sinks.
+    pub routes: Vec<delivery::RawRoute>,
     /// Logging.
     pub log: RawLog,
 }
@@ -230,6 +237,9 @@ fn hub_signature() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct RawEscalation {
     pub levels: Vec<RawEscalationLevel>,
+    /// Targets (`sink` or `sink:recipient`) told of every SLA breach, besides the
+    /// routes'.
+    pub breach_notify: Vec<String>,
 }
 
 /// One `[[escalation.levels]]` entry.
@@ -472,6 +482,8 @@ pub struct Settings {
     pub prometheus: Vec<crate::sources::prometheus::Poller>,
     pub log_watchers: Vec<crate::sources::logs::LogWatcher>,
     pub heartbeats: Vec<Heartbeat>,
+    pub sinks: Vec<crate::sinks::SinkSettings>,
+    pub routes: crate::outbox::routing::Routes,
     pub log: LogSettings,
 }
 
@@ -540,7 +552,17 @@ impl Settings {
             },
             "priority": matrix,
             "sla": sla,
-            "escalation": {"levels": self.escalation.levels},
+            "escalation": {"levels": self.escalation.levels, "breach_notify": self.escalation.breach_notify},
+            "sinks": self.sinks.iter().map(crate::sinks::SinkSettings::view).collect::<Vec<_>>(),
+            "routes": self.routes.routes.iter().map(|r| json!({
+                "services": r.services,
+                "priorities": r.priorities.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                "events": r.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+                "matchers": r.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                "sinks": r.sinks.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "continue": r.continue_matching,
+                "quiet": r.quiet,
+            })).collect::<Vec<_>>(),
             "maintenance": maintenance,
             "webhooks": self.webhooks.iter().map(|w| json!({
                 "name": w.name, "mapping": w.mapping, "signed": w.hmac_secret.is_some(),
@@ -837,6 +859,21 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
     let webhooks = webhooks(&raw.webhooks)?;
     let prometheus = pollers(&raw.prometheus)?;
     let log_watchers = log_watchers(&raw.log_watchers)?;
+    let sinks = delivery::sinks(&raw.sinks)?;
+    let sink_names: HashSet<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+    let routes = delivery::routes(&raw.routes, &sink_names)?;
+    for (i, l) in escalation.levels.iter().enumerate() {
+        for (j, n) in l.notify.iter().enumerate() {
+            delivery::target(
+                format!("escalation.levels[{i}].notify[{j}]"),
+                n,
+                &sink_names,
+            )?;
+        }
+    }
+    for (j, n) in escalation.breach_notify.iter().enumerate() {
+        delivery::target(format!("escalation.breach_notify[{j}]"), n, &sink_names)?;
+    }
     let (listen_key, listen_src) = match &overrides.listen {
         Some(l) => ("--listen", l.as_str()),
         None => ("server.listen", raw.server.listen.as_str()),
@@ -1047,6 +1084,8 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         prometheus,
         log_watchers,
         heartbeats,
+        sinks,
+        routes,
         log: LogSettings {
             level: raw.log.level,
             format: raw.log.format,
@@ -1526,7 +1565,14 @@ fn service_levels(
             priorities,
         });
     }
-    Ok((matrix, targets, crate::sla::Escalation { levels }))
+    Ok((
+        matrix,
+        targets,
+        crate::sla::Escalation {
+            levels,
+            breach_notify: raw.escalation.breach_notify.clone(),
+        },
+    ))
 }
 
 /// 1-based line and column of a byte offset.
@@ -1679,13 +1725,109 @@ mod tests {
     }
 
     #[test]
+    fn sinks_and_routes_are_read_and_checked() {
+        std::env::set_var("TRIAGED_TEST_SINK_SECRET", "0123456789abcdef-secret");
+        let s = load(
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"https://hooks.example.com/T1/secret-path\"\n\
+             secret_env = \"TRIAGED_TEST_SINK_SECRET\"\nrate_per_sec = 2.5\n\
+             [sinks.templates]\ntitle = \"{{ incident.id }}\"\n\
+             [[routes]]\nservices = [\"db\"]\npriorities = [\"P1\"]\nevents = [\"opened\"]\n\
+             matchers = [\"team=~db|data\"]\nsinks = [\"hook:#db\"]\ncontinue = true\n\
+             [[routes]]\nsinks = [\"hook\"]\nquiet = true\n\
+             [escalation]\nbreach_notify = [\"hook\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.sinks.len(), 1);
+        let hook = &s.sinks[0];
+        assert_eq!((hook.rate_per_sec, hook.burst), (Some(2.5), 5));
+        assert_eq!(hook.templates.title, "{{ incident.id }}");
+        assert_eq!(hook.retry.max, std::time::Duration::from_secs(300));
+        assert!(format!("{hook:?}").contains("[redacted]"));
+        assert!(!format!("{hook:?}").contains("0123456789abcdef-secret"));
+        assert_eq!(s.routes.routes.len(), 2);
+        assert!(s.routes.routes[0].continue_matching && s.routes.routes[1].quiet);
+        assert_eq!(s.routes.routes[0].sinks[0].to.as_deref(), Some("#db"));
+        let view = s.view().to_string();
+        assert!(
+            !view.contains("secret-path") && !view.contains("0123456789abcdef"),
+            "{view}"
+        );
+        assert!(view.contains("https://hooks.example.com/…"), "{view}");
+
+        let sink =
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        for (src, key) in [
+            (
+                "[[sinks]]\nname = \"Hook\"\ntype = \"webhook\"\nurl = \"http://x/\"\n".to_string(),
+                "sinks[0].name",
+            ),
+            (
+                "[[sinks]]\nname = \"a\"\ntype = \"pager\"\n".to_string(),
+                "sinks[0].type",
+            ),
+            (
+                "[[sinks]]\nname = \"a\"\ntype = \"webhook\"\n".to_string(),
+                "sinks[0].url",
+            ),
+            (
+                "[[sinks]]\nname = \"a\"\ntype = \"webhook\"\nurl = \"ftp://x/\"\n".to_string(),
+                "sinks[0].url",
+            ),
+            (format!("{sink}{sink}"), "sinks[1].name"),
+            (
+                format!("{sink}secret_env = \"TRIAGED_TEST_UNSET_VAR\"\n"),
+                "sinks[0].secret_env",
+            ),
+            (
+                format!("{sink}retry_initial_secs = 600\n"),
+                "sinks[0].retry_initial_secs",
+            ),
+            (
+                format!("{sink}rate_per_sec = 0.0\n"),
+                "sinks[0].rate_per_sec",
+            ),
+            (
+                format!("{sink}[sinks.templates]\ntext = \"{{{{ x \"\n"),
+                "sinks[0].templates.text",
+            ),
+            (
+                format!("{sink}[[routes]]\nsinks = [\"nope\"]\n"),
+                "routes[0].sinks[0]",
+            ),
+            (format!("{sink}[[routes]]\nsinks = []\n"), "routes[0].sinks"),
+            (
+                format!("{sink}[[routes]]\nevents = [\"created\"]\nsinks = [\"hook\"]\n"),
+                "routes[0].events[0]",
+            ),
+            (
+                format!("{sink}[[routes]]\nmatchers = [\"team\"]\nsinks = [\"hook\"]\n"),
+                "routes[0].matchers[0]",
+            ),
+            (
+                format!("{sink}[[routes]]\npriorities = [\"P0\"]\nsinks = [\"hook\"]\n"),
+                "routes[0].priorities[0]",
+            ),
+            (
+                format!("{sink}[escalation]\nbreach_notify = [\"pager\"]\n"),
+                "escalation.breach_notify[0]",
+            ),
+        ] {
+            let err = load(&src).unwrap_err();
+            assert_eq!(err.key, key, "{src}: {err}");
+            assert!(err.position.is_some(), "{src}: {err}");
+        }
+    }
+
+    #[test]
     fn priority_matrix_targets_and_escalation_are_read_and_checked() {
         use crate::incidents::{Level, Priority};
         let s = load(
             "[priority]\nhigh = [\"P1\", \"P1\", \"P2\"]\n\
              [sla.P1]\nrespond_secs = 60\n\
              [[escalation.levels]]\nafter_secs = 0\nnotify = [\"lead\"]\n\
-             [[escalation.levels]]\nafter_secs = 600\nnotify = [\"manager\"]\npriorities = [\"P1\"]\n",
+             [[escalation.levels]]\nafter_secs = 600\nnotify = [\"manager:+4912345\"]\npriorities = [\"P1\"]\n\
+             [[sinks]]\nname = \"lead\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/lead\"\n\
+             [[sinks]]\nname = \"manager\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/m\"\n",
         )
         .unwrap();
         assert_eq!(

@@ -1,0 +1,409 @@
+//! `[[sinks]]` and `[[routes]]`: their raw form and validation into
+//! `crate::sinks::SinkSettings` and `crate::outbox::routing::Routes`. Secrets are read
+//! from the environment or files here and kept in `Secret`s; templates are compiled
+//! (so that `triaged check-config` reports a broken one) but kept as sources.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{invalid, Invalid};
+use crate::outbox::routing::{Route, Routes};
+use crate::outbox::{EventKind, RetryPolicy, Target};
+use crate::sinks::templates::{Compiled, Templates};
+use crate::sinks::{webhook, BreakerPolicy, Kind, Secret, SinkSettings};
+
+/// One `[[sinks]]` entry: where outbox events are delivered. Which fields apply
+/// depends on `type`; a field the type does not use is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Routes and policies name it; 1 to 64 of a-z, 0-9, - and _.
+    pub name: String,
+    /// `webhook`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The endpoint (webhook).
+    pub url: Option<String>,
+    /// The signing secret, from an environment variable (webhook: HMAC-SHA256).
+    pub secret_env: Option<String>,
+    /// The signing secret, from a file (its first line).
+    pub secret_file: Option<PathBuf>,
+    /// A bearer token, from an environment variable.
+    pub token_env: Option<String>,
+    /// A bearer token, from a file.
+    pub token_file: Option<PathBuf>,
+    /// Extra request headers (webhook).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Seconds one attempt may take, connecting included.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Attempts in flight at once (for different incidents).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per second at most (unset: unlimited).
+    pub rate_per_sec: Option<f64>,
+    /// Attempts allowed in a burst above the rate.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// The delay after the first failed attempt; it doubles up to `retry_max_secs`.
+    #[serde(default = "default_retry_initial_secs")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+    /// A delivery still failing this long after its event is a dead letter.
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// Retryable failures in a row that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Seconds the circuit stays open before a trial attempt (doubling while trials
+    /// fail, up to `retry_max_secs`).
+    #[serde(default = "default_breaker_open_secs")]
+    pub breaker_open_secs: u64,
+    /// Message templates (minijinja) overriding the type's defaults.
+    #[serde(default)]
+    pub templates: RawTemplates,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_burst() -> u32 {
+    5
+}
+fn default_retry_initial_secs() -> u64 {
+    1
+}
+fn default_retry_max_secs() -> u64 {
+    300
+}
+fn default_max_age_secs() -> u64 {
+    86_400
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_secs() -> u64 {
+    30
+}
+
+/// `[sinks.templates]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplates {
+    pub title: Option<String>,
+    pub text: Option<String>,
+}
+
+/// One `[[routes]]` entry: which events go to which sinks. Every condition given must
+/// hold; the first route that matches takes the event unless it says `continue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Any of these services.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Any of these priorities (`P1` … `P5`).
+    #[serde(default)]
+    pub priorities: Vec<String>,
+    /// Any of these event kinds (`opened`, `acknowledged`, `escalated`, …).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Label matchers on the incident (`team=db`, `env!~dev|test`).
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Targets: `sink` or `sink:recipient`.
+    pub sinks: Vec<String>,
+    /// Go on to the next routes after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    /// Also deliver quiet events (silenced, maintenance, change window).
+    #[serde(default)]
+    pub quiet: bool,
+}
+
+fn read_secret(
+    key: &dyn Fn(&str) -> String,
+    (env_field, env): (&str, &Option<String>),
+    (file_field, file): (&str, &Option<PathBuf>),
+) -> Result<Option<Secret>, Invalid> {
+    match (env, file) {
+        (None, None) => Ok(None),
+        (Some(var), None) => std::env::var(var)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|_| {
+                invalid(
+                    key(env_field),
+                    format!("environment variable {var} is not set"),
+                )
+            }),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|v| Some(Secret::new(v.lines().next().unwrap_or("").trim_end())))
+            .map_err(|e| {
+                invalid(
+                    key(file_field),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            }),
+        (Some(_), Some(_)) => Err(invalid(
+            key(env_field),
+            format!("set at most one of {env_field} and {file_field}"),
+        )),
+    }
+}
+
+fn http_url(
+    key: &dyn Fn(&str) -> String,
+    url: &Option<String>,
+    kind: &str,
+) -> Result<String, Invalid> {
+    let Some(url) = url else {
+        return Err(invalid(key("url"), format!("a {kind} sink needs a url")));
+    };
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(url.clone()),
+        _ => Err(invalid(
+            key("url"),
+            format!("expected an http(s) URL, got {:?}", redact_url(url)),
+        )),
+    }
+}
+
+/// A URL as shown in errors and `GET /api/v1/config`: scheme and host only (webhook
+/// URLs of chat services carry their token in the path).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// `[[sinks]]` validated, secrets read, templates compiled.
+pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
+    let mut out: Vec<SinkSettings> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let key = move |field: &str| format!("sinks[{i}].{field}");
+        let ok_name = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(invalid(
+                key("name"),
+                format!("expected 1 to 64 of a-z, 0-9, - and _, got {:?}", s.name),
+            ));
+        }
+        if out.iter().any(|o| o.name == s.name) {
+            return Err(invalid(
+                key("name"),
+                format!("sink {:?} is defined twice", s.name),
+            ));
+        }
+        if !(1..=600).contains(&s.timeout_secs) {
+            return Err(invalid(key("timeout_secs"), "expected 1 to 600"));
+        }
+        if !(1..=256).contains(&s.concurrency) {
+            return Err(invalid(key("concurrency"), "expected 1 to 256"));
+        }
+        if let Some(r) = s.rate_per_sec {
+            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+                return Err(invalid(
+                    key("rate_per_sec"),
+                    "expected more than 0 and at most 10000",
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&s.burst) {
+            return Err(invalid(key("burst"), "expected 1 to 10000"));
+        }
+        if s.retry_initial_secs == 0 || s.retry_initial_secs > s.retry_max_secs {
+            return Err(invalid(
+                key("retry_initial_secs"),
+                "expected at least 1 and at most retry_max_secs",
+            ));
+        }
+        if s.retry_max_secs > 86_400 {
+            return Err(invalid(key("retry_max_secs"), "expected at most 86400"));
+        }
+        if s.max_age_secs < s.retry_initial_secs {
+            return Err(invalid(
+                key("max_age_secs"),
+                "expected at least retry_initial_secs",
+            ));
+        }
+        if s.breaker_failures == 0 {
+            return Err(invalid(key("breaker_failures"), "expected at least 1"));
+        }
+        if s.breaker_open_secs == 0 {
+            return Err(invalid(key("breaker_open_secs"), "expected at least 1"));
+        }
+        let unused = |fields: &[(&str, bool)]| -> Result<(), Invalid> {
+            match fields.iter().find(|(_, set)| *set) {
+                Some((field, _)) => Err(invalid(
+                    key(field),
+                    format!("not used by a {} sink", s.kind),
+                )),
+                None => Ok(()),
+            }
+        };
+        let kind = match s.kind.as_str() {
+            "webhook" => {
+                unused(&[])?;
+                let mut headers = Vec::new();
+                for (k, v) in &s.headers {
+                    if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                        || reqwest::header::HeaderValue::from_str(v).is_err()
+                    {
+                        return Err(invalid(
+                            key("headers"),
+                            format!("not a valid header: {k:?}"),
+                        ));
+                    }
+                    headers.push((k.clone(), v.clone()));
+                }
+                let secret = read_secret(
+                    &key,
+                    ("secret_env", &s.secret_env),
+                    ("secret_file", &s.secret_file),
+                )?;
+                if secret.as_ref().is_some_and(|x| x.expose().len() < 16) {
+                    return Err(invalid(
+                        key(if s.secret_env.is_some() {
+                            "secret_env"
+                        } else {
+                            "secret_file"
+                        }),
+                        "the signing secret must be at least 16 bytes long",
+                    ));
+                }
+                Kind::Webhook(webhook::Settings {
+                    url: http_url(&key, &s.url, "webhook")?,
+                    secret,
+                    token: read_secret(
+                        &key,
+                        ("token_env", &s.token_env),
+                        ("token_file", &s.token_file),
+                    )?,
+                    headers,
+                })
+            }
+            other => {
+                return Err(invalid(
+                    key("type"),
+                    format!("unknown sink type {other:?}, expected webhook"),
+                ))
+            }
+        };
+        let defaults = Templates::default();
+        let templates = Templates {
+            title: s.templates.title.clone().unwrap_or(defaults.title),
+            text: s.templates.text.clone().unwrap_or(defaults.text),
+        };
+        if let Err(e) = Compiled::new(&templates) {
+            let which = if e.starts_with("template title") {
+                "title"
+            } else {
+                "text"
+            };
+            return Err(invalid(key(&format!("templates.{which}")), e));
+        }
+        out.push(SinkSettings {
+            name: s.name.clone(),
+            kind,
+            timeout: Duration::from_secs(s.timeout_secs),
+            concurrency: s.concurrency,
+            rate_per_sec: s.rate_per_sec,
+            burst: s.burst,
+            retry: RetryPolicy {
+                initial: Duration::from_secs(s.retry_initial_secs),
+                max: Duration::from_secs(s.retry_max_secs),
+                max_age: Duration::from_secs(s.max_age_secs),
+            },
+            breaker: BreakerPolicy {
+                failures: s.breaker_failures,
+                open: Duration::from_secs(s.breaker_open_secs),
+            },
+            templates,
+        });
+    }
+    Ok(out)
+}
+
+/// A target naming a configured sink.
+pub fn target(key: String, text: &str, sinks: &HashSet<&str>) -> Result<Target, Invalid> {
+    let t: Target = text.parse().map_err(|e: String| invalid(key.clone(), e))?;
+    if !sinks.contains(t.sink.as_str()) {
+        let mut known: Vec<&str> = sinks.iter().copied().collect();
+        known.sort_unstable();
+        return Err(invalid(
+            key,
+            format!(
+                "no sink named {:?} (configured: {})",
+                t.sink,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// `[[routes]]` validated against the sinks.
+pub fn routes(raw: &[RawRoute], sinks: &HashSet<&str>) -> Result<Routes, Invalid> {
+    let mut routes = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let key = |field: &str, j: usize| format!("routes[{i}].{field}[{j}]");
+        if r.sinks.is_empty() {
+            return Err(invalid(
+                format!("routes[{i}].sinks"),
+                "name at least one sink",
+            ));
+        }
+        let mut route = Route {
+            services: r.services.clone(),
+            priorities: Vec::new(),
+            events: Vec::new(),
+            matchers: Vec::new(),
+            sinks: Vec::new(),
+            continue_matching: r.continue_matching,
+            quiet: r.quiet,
+        };
+        for (j, p) in r.priorities.iter().enumerate() {
+            route
+                .priorities
+                .push(p.parse().map_err(|e| invalid(key("priorities", j), e))?);
+        }
+        for (j, e) in r.events.iter().enumerate() {
+            route.events.push(
+                e.parse::<EventKind>()
+                    .map_err(|e| invalid(key("events", j), e))?,
+            );
+        }
+        for (j, m) in r.matchers.iter().enumerate() {
+            route.matchers.push(
+                crate::silences::Matcher::parse(m).map_err(|e| invalid(key("matchers", j), e))?,
+            );
+        }
+        for (j, s) in r.sinks.iter().enumerate() {
+            route.sinks.push(target(key("sinks", j), s, sinks)?);
+        }
+        routes.push(route);
+    }
+    Ok(Routes { routes })
+}

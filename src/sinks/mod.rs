@@ -1,0 +1,273 @@
+//! Sinks: where outbox events are delivered (a generic webhook; chat and ticketing
+//! systems). Each sink turns one event with its incident into the requests its API
+//! documents and classifies the answer into an [`Outcome`]: delivered (with what it
+//! created, to update later), retry later (timeouts, connection errors, 5xx, 429 with
+//! its `Retry-After`), or rejected for good (other 4xx, with the body kept).
+//!
+//! Sinks do IO but decide nothing about when: retries, ordering, rate limits and the
+//! circuit breaker are the outbox worker's (`crate::outbox::worker`). Secrets live in
+//! [`Secret`], which never prints.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::incidents::Incident;
+use crate::outbox::{Delivery, Event, ExternalRef, Outcome, RetryPolicy};
+use crate::problems::Problem;
+
+pub mod templates;
+pub mod webhook;
+
+/// A credential from the environment or a file: shown as `[redacted]` by `Debug`, so
+/// that settings and errors can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// When a sink that keeps failing is left alone: after `failures` retryable failures in
+/// a row the circuit opens for `open` (doubling while trial attempts fail, up to the
+/// retry cap); then one trial attempt decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    pub failures: u32,
+    pub open: Duration,
+}
+
+/// One `[[sinks]]` entry, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkSettings {
+    pub name: String,
+    pub kind: Kind,
+    /// Per attempt, connecting included.
+    pub timeout: Duration,
+    /// Attempts in flight at once (different incidents; one incident's events go one
+    /// after the other).
+    pub concurrency: usize,
+    /// Attempts per second at most (`None`: unlimited), with bursts of `burst`.
+    pub rate_per_sec: Option<f64>,
+    pub burst: u32,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+    pub templates: templates::Templates,
+}
+
+/// What kind of sink, with its own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Webhook(webhook::Settings),
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Webhook(_) => "webhook",
+        }
+    }
+}
+
+impl SinkSettings {
+    /// What `GET /api/v1/config` shows: no secret, URLs cut to their host.
+    pub fn view(&self) -> Value {
+        let kind = match &self.kind {
+            Kind::Webhook(w) => serde_json::json!({
+                "url": crate::config::redact_url(&w.url),
+                "signed": w.secret.is_some(),
+                "token": w.token.is_some(),
+                "headers": w.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            }),
+        };
+        serde_json::json!({
+            "name": self.name,
+            "type": self.kind.as_str(),
+            "settings": kind,
+            "timeout_secs": self.timeout.as_secs(),
+            "concurrency": self.concurrency,
+            "rate_per_sec": self.rate_per_sec,
+            "burst": self.burst,
+            "retry_initial_secs": self.retry.initial.as_secs(),
+            "retry_max_secs": self.retry.max.as_secs(),
+            "max_age_secs": self.retry.max_age.as_secs(),
+            "breaker_failures": self.breaker.failures,
+            "breaker_open_secs": self.breaker.open.as_secs(),
+            "templates": {"title": self.templates.title, "text": self.templates.text},
+        })
+    }
+}
+
+/// What a sink gets for one attempt.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub event: &'a Event,
+    pub delivery: &'a Delivery,
+    /// The event's incident as it is now (`None` for a problem's event).
+    pub incident: Option<&'a Incident>,
+    pub problem: Option<&'a Problem>,
+    /// What this sink created for the incident before (post into that thread).
+    pub reference: Option<&'a ExternalRef>,
+    /// The rendered templates.
+    pub title: String,
+    pub text: String,
+    /// The template context (also the webhook body's core).
+    pub context: &'a Value,
+}
+
+/// A sink ready to deliver.
+pub enum Sink {
+    Webhook(webhook::Webhook),
+}
+
+impl Sink {
+    pub fn new(settings: &SinkSettings) -> Result<Sink, String> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .user_agent(concat!("triaged/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("sink {}: cannot build an HTTP client: {e}", settings.name))?;
+        Ok(match &settings.kind {
+            Kind::Webhook(w) => Sink::Webhook(webhook::Webhook::new(&settings.name, w, client)),
+        })
+    }
+
+    pub async fn deliver(&self, m: &Message<'_>) -> Outcome {
+        match self {
+            Sink::Webhook(w) => w.deliver(m).await,
+        }
+    }
+}
+
+/// The longest body read from an answer (the rest is not needed to classify it).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Reads an answer and classifies it: 2xx delivered (the caller reads what it needs
+/// from the body), 429 and 5xx retried (honouring `Retry-After`), 408 retried, other
+/// 4xx rejected. The body comes back for the caller either way.
+pub async fn classify(resp: reqwest::Response) -> (Result<(), Outcome>, String) {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+    let body = read_capped(resp).await;
+    let code = status.as_u16();
+    let error = format!(
+        "{} {}",
+        code,
+        status.canonical_reason().unwrap_or("unknown status")
+    );
+    let outcome = if status.is_success() {
+        return (Ok(()), body);
+    } else if code == 429 || code == 408 || status.is_server_error() {
+        Outcome::Retry {
+            status: Some(code),
+            error,
+            body: Some(body.clone()),
+            after: retry_after,
+        }
+    } else {
+        Outcome::Rejected {
+            status: Some(code),
+            error,
+            body: Some(body.clone()),
+        }
+    };
+    (Err(outcome), body)
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ANSWER_BYTES.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A request that got no answer: always worth retrying.
+pub fn transport_error(e: &reqwest::Error) -> Outcome {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // reqwest's message names the URL, which may carry a token (Slack and Teams
+    // webhook URLs do): keep only the cause.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    Outcome::Retry {
+        status: None,
+        error: if cause.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {cause}")
+        },
+        body: None,
+        after: None,
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 08:30:00 GMT", now),
+            Some(Duration::from_secs(3600 + 2 * 60))
+        );
+        assert_eq!(
+            retry_after(
+                "Wed, 21 Oct 2015 07:00:00 GMT",
+                now + Duration::from_secs(86400)
+            ),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("xoxb-123");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(s.expose(), "xoxb-123");
+    }
+}
