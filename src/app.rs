@@ -297,6 +297,7 @@ impl Daemon {
             store,
             queue,
             outbox,
+            slack_apps: http::SlackApps::new(&settings.sinks),
             metrics,
             tokens: tokens.clone(),
             rules: rules.clone(),

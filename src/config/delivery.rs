@@ -27,6 +27,21 @@ pub struct RawSink {
     pub kind: String,
     /// The endpoint (webhook).
     pub url: Option<String>,
+    /// An endpoint URL that is itself a secret (Slack, Teams and Mattermost incoming
+    /// webhooks), from an environment variable or a file.
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    /// The API's base URL (slack: `https://slack.com/api`).
+    pub api_url: Option<String>,
+    /// Where messages go (slack: a channel id).
+    pub channel: Option<String>,
+    /// Verifies what the service sends back (slack: the app's signing secret, which
+    /// turns on the Acknowledge and Resolve buttons).
+    pub signing_secret_env: Option<String>,
+    pub signing_secret_file: Option<PathBuf>,
+    /// Chat users allowed to act on incidents from chat (empty: anyone who can).
+    #[serde(default)]
+    pub allowed_users: Vec<String>,
     /// The signing secret, from an environment variable (webhook: HMAC-SHA256).
     pub secret_env: Option<String>,
     /// The signing secret, from a file (its first line).
@@ -259,9 +274,83 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 None => Ok(()),
             }
         };
+        let secret_url = || -> Result<Secret, Invalid> {
+            let url = read_secret(&key, ("url_env", &s.url_env), ("url_file", &s.url_file))?
+                .ok_or_else(|| {
+                    invalid(
+                        key("url_env"),
+                        format!("a {} sink needs its URL from url_env or url_file", s.kind),
+                    )
+                })?;
+            http_url(&key, &Some(url.expose().to_string()), &s.kind).map(Secret::new)
+        };
+        let chat_fields = [
+            ("api_url", s.api_url.is_some()),
+            ("channel", s.channel.is_some()),
+            ("signing_secret_env", s.signing_secret_env.is_some()),
+            ("signing_secret_file", s.signing_secret_file.is_some()),
+            ("allowed_users", !s.allowed_users.is_empty()),
+        ];
+        let url_fields = [
+            ("url_env", s.url_env.is_some()),
+            ("url_file", s.url_file.is_some()),
+        ];
+        let hook_fields = [
+            ("url", s.url.is_some()),
+            ("secret_env", s.secret_env.is_some()),
+            ("secret_file", s.secret_file.is_some()),
+            ("headers", !s.headers.is_empty()),
+        ];
+        let token_fields = [
+            ("token_env", s.token_env.is_some()),
+            ("token_file", s.token_file.is_some()),
+        ];
         let kind = match s.kind.as_str() {
+            "slack" => {
+                unused(&hook_fields)?;
+                unused(&url_fields)?;
+                let token = read_secret(
+                    &key,
+                    ("token_env", &s.token_env),
+                    ("token_file", &s.token_file),
+                )?
+                .ok_or_else(|| {
+                    invalid(
+                        key("token_env"),
+                        "a slack sink needs a bot token (token_env or token_file)",
+                    )
+                })?;
+                let channel = s
+                    .channel
+                    .clone()
+                    .filter(|c| !c.trim().is_empty())
+                    .ok_or_else(|| invalid(key("channel"), "a slack sink needs a channel id"))?;
+                let api_url = match &s.api_url {
+                    Some(u) => http_url(&key, &Some(u.clone()), "slack")
+                        .map_err(|(_, m)| invalid(key("api_url"), m))?,
+                    None => "https://slack.com/api".to_string(),
+                };
+                Kind::Slack(crate::sinks::slack::Settings {
+                    api_url,
+                    token,
+                    channel,
+                    signing_secret: read_secret(
+                        &key,
+                        ("signing_secret_env", &s.signing_secret_env),
+                        ("signing_secret_file", &s.signing_secret_file),
+                    )?,
+                    allowed_users: s.allowed_users.clone(),
+                })
+            }
+            "slack_webhook" => {
+                unused(&hook_fields)?;
+                unused(&chat_fields)?;
+                unused(&token_fields)?;
+                Kind::SlackWebhook(crate::sinks::slack::WebhookSettings { url: secret_url()? })
+            }
             "webhook" => {
-                unused(&[])?;
+                unused(&chat_fields)?;
+                unused(&url_fields)?;
                 let mut headers = Vec::new();
                 for (k, v) in &s.headers {
                     if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
@@ -303,7 +392,9 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             other => {
                 return Err(invalid(
                     key("type"),
-                    format!("unknown sink type {other:?}, expected webhook"),
+                    format!(
+                        "unknown sink type {other:?}, expected webhook, slack or slack_webhook"
+                    ),
                 ))
             }
         };

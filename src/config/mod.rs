@@ -1811,6 +1811,12 @@ mod tests {
                 format!("{sink}[escalation]\nbreach_notify = [\"pager\"]\n"),
                 "escalation.breach_notify[0]",
             ),
+            (format!("{sink}channel = \"C1\"\n"), "sinks[0].channel"),
+            ("[[sinks]]\nname = \"s\"\ntype = \"slack\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\n".to_string(), "sinks[0].channel"),
+            ("[[sinks]]\nname = \"s\"\ntype = \"slack\"\nchannel = \"C1\"\n".to_string(), "sinks[0].token_env"),
+            ("[[sinks]]\nname = \"s\"\ntype = \"slack\"\nchannel = \"C1\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\nurl = \"http://x/\"\n".to_string(), "sinks[0].url"),
+            ("[[sinks]]\nname = \"s\"\ntype = \"slack_webhook\"\n".to_string(), "sinks[0].url_env"),
+            ("[[sinks]]\nname = \"s\"\ntype = \"slack_webhook\"\nurl_env = \"TRIAGED_TEST_SINK_SECRET\"\n".to_string(), "sinks[0].url"),
         ] {
             let err = load(&src).unwrap_err();
             assert_eq!(err.key, key, "{src}: {err}");

@@ -8,6 +8,8 @@
 mod actions;
 mod auth;
 mod changes;
+mod chat;
+pub use chat::SlackApps;
 mod error;
 mod outbox;
 mod records;
@@ -42,6 +44,8 @@ pub struct Shared {
     pub queue: Queue,
     /// Told of an operator's outbox retry.
     pub outbox: crate::outbox::worker::Handle,
+    /// Slack sinks whose buttons act on incidents.
+    pub slack_apps: chat::SlackApps,
     pub metrics: Arc<Metrics>,
     /// Replaced when SIGHUP reloads the config.
     pub tokens: Arc<std::sync::RwLock<Vec<Token>>>,
@@ -126,6 +130,7 @@ pub fn router(state: AppState) -> Router {
             get(records::list_changes).post(changes::post_change),
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
+        .route("/api/v1/chat/slack/{sink}", post(chat::slack_interaction))
         .route("/api/v1/outbox", get(outbox::list_queue))
         .route("/api/v1/outbox/events", get(outbox::list_events))
         .route("/api/v1/outbox/{seq}", get(outbox::get_event))

@@ -269,6 +269,10 @@ pub struct Delivery {
     /// The last failed answer's body, at most `KEPT_BODY_BYTES`.
     pub response: Option<String>,
     pub delivered_at: Option<Timestamp>,
+    /// When an attempt that creates something at the sink (an incident's first chat
+    /// message) last began, recorded before it was sent: after a crash, the sink looks
+    /// for what that attempt may have created before creating it again.
+    pub started_at: Option<Timestamp>,
 }
 
 /// How an attempt ended, as the sink saw it.
@@ -362,6 +366,7 @@ impl Delivery {
             error: None,
             response: None,
             delivered_at: None,
+            started_at: None,
         }
     }
 

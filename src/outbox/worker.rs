@@ -489,9 +489,13 @@ impl SinkTask {
                     let Some(lane) = lanes.get_mut(&a.record) else { continue };
                     lane.busy = false;
                     if a.unrecorded {
-                        // Keep it as it was; it is tried again once the store takes writes.
+                        // Keep it as it was; it is tried again in a second, once the
+                        // store takes writes again.
                         if let Some((e, d)) = lane.jobs.front() {
-                            ready.insert((due_of(d), e.seq, e.record.clone()));
+                            let soon = Timestamp::now()
+                                .saturating_add(jiff::SignedDuration::from_secs(1))
+                                .unwrap_or(Timestamp::MAX);
+                            ready.insert((due_of(d).max(soon), e.seq, e.record.clone()));
                         }
                         continue;
                     }
@@ -542,6 +546,30 @@ impl SinkTask {
                 }
                 _ = shutdown.cancelled(), if running.is_empty() => return,
             }
+        }
+    }
+
+    /// An attempt that could not record its start: nothing was sent; tried again.
+    fn unrecorded(
+        &self,
+        record: String,
+        delivery: Delivery,
+        trial: bool,
+        error: String,
+    ) -> Attempted {
+        tracing::error!(sink = %self.name, seq = delivery.seq, %error, "cannot record a delivery attempt's start; trying again");
+        Attempted {
+            record,
+            delivery,
+            outcome: Outcome::Retry {
+                status: None,
+                error,
+                body: None,
+                after: None,
+            },
+            trial,
+            unrecorded: true,
+            stale: false,
         }
     }
 
@@ -611,12 +639,30 @@ impl SinkTask {
                         body: None,
                     },
                     Ok((title, text)) => {
+                        let reference = incident.as_ref().and_then(|i| i.external_ref(&self.name));
+                        let maybe_created = delivery.started_at.is_some();
+                        let creates = reference.is_none() && self.sink.looks_up_creates();
+                        if creates {
+                            // Recorded before sending, so that a crash after the sink
+                            // created the message makes the next attempt look it up.
+                            let mut intent = delivery.clone();
+                            intent.started_at = Some(Timestamp::now());
+                            if let Err(e) = self
+                                .queue
+                                .delivered(intent.clone(), record.clone(), None)
+                                .await
+                            {
+                                return self.unrecorded(record, delivery, trial, e.to_string());
+                            }
+                            delivery = intent;
+                        }
                         let m = Message {
                             event: &event,
                             delivery: &delivery,
                             incident: incident.as_ref(),
                             problem: problem.as_ref(),
-                            reference: incident.as_ref().and_then(|i| i.external_ref(&self.name)),
+                            reference,
+                            maybe_created,
                             title,
                             text,
                             context: &context,

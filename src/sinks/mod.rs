@@ -16,6 +16,7 @@ use crate::incidents::Incident;
 use crate::outbox::{Delivery, Event, ExternalRef, Outcome, RetryPolicy};
 use crate::problems::Problem;
 
+pub mod slack;
 pub mod templates;
 pub mod webhook;
 
@@ -71,12 +72,16 @@ pub struct SinkSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     Webhook(webhook::Settings),
+    Slack(slack::Settings),
+    SlackWebhook(slack::WebhookSettings),
 }
 
 impl Kind {
     pub fn as_str(&self) -> &'static str {
         match self {
             Kind::Webhook(_) => "webhook",
+            Kind::Slack(_) => "slack",
+            Kind::SlackWebhook(_) => "slack_webhook",
         }
     }
 }
@@ -90,6 +95,15 @@ impl SinkSettings {
                 "signed": w.secret.is_some(),
                 "token": w.token.is_some(),
                 "headers": w.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            }),
+            Kind::Slack(s) => serde_json::json!({
+                "api_url": s.api_url,
+                "channel": s.channel,
+                "buttons": s.signing_secret.is_some(),
+                "allowed_users": s.allowed_users,
+            }),
+            Kind::SlackWebhook(w) => serde_json::json!({
+                "url": crate::config::redact_url(w.url.expose()),
             }),
         };
         serde_json::json!({
@@ -120,6 +134,9 @@ pub struct Message<'a> {
     pub problem: Option<&'a Problem>,
     /// What this sink created for the incident before (post into that thread).
     pub reference: Option<&'a ExternalRef>,
+    /// An earlier attempt to create the incident's first message may have reached the
+    /// sink (it began and its outcome was never recorded): look for it first.
+    pub maybe_created: bool,
     /// The rendered templates.
     pub title: String,
     pub text: String,
@@ -130,6 +147,8 @@ pub struct Message<'a> {
 /// A sink ready to deliver.
 pub enum Sink {
     Webhook(webhook::Webhook),
+    Slack(slack::Slack),
+    SlackWebhook(slack::SlackWebhook),
 }
 
 impl Sink {
@@ -142,12 +161,22 @@ impl Sink {
             .map_err(|e| format!("sink {}: cannot build an HTTP client: {e}", settings.name))?;
         Ok(match &settings.kind {
             Kind::Webhook(w) => Sink::Webhook(webhook::Webhook::new(&settings.name, w, client)),
+            Kind::Slack(s) => Sink::Slack(slack::Slack::new(s, client)),
+            Kind::SlackWebhook(w) => Sink::SlackWebhook(slack::SlackWebhook::new(w, client)),
         })
+    }
+
+    /// Whether an attempt with no earlier reference creates something a repeat would
+    /// create twice and that can be looked up (the worker records its start first).
+    pub fn looks_up_creates(&self) -> bool {
+        matches!(self, Sink::Slack(_))
     }
 
     pub async fn deliver(&self, m: &Message<'_>) -> Outcome {
         match self {
             Sink::Webhook(w) => w.deliver(m).await,
+            Sink::Slack(s) => s.deliver(m).await,
+            Sink::SlackWebhook(s) => s.deliver(m).await,
         }
     }
 }

@@ -23,7 +23,7 @@ pub const DEFAULT_TITLE: &str = "{% if incident %}[{{ incident.priority }}] {{ i
 {{ problem.title }}{% else %}{{ event.record }} {{ event.what }}{% endif %}";
 
 /// The default text: what happened and the incident's state.
-pub const DEFAULT_TEXT: &str = "{{ event.what | capitalize }}{% if event.by != 'system' and event.by is not startingwith('rule:') %} by {{ event.by }}{% endif %}.\
+pub const DEFAULT_TEXT: &str = "{{ event.what | upper_first }}{% if event.by != 'system' and event.by is not startingwith('rule:') %} by {{ event.by }}{% endif %}.\
 {% if incident %}\nService: {{ incident.service or 'none' }} · Status: {{ incident.status }} · \
 Alerts firing: {{ incident.alerts_firing }}{% if incident.assignee %} · Assignee: {{ incident.assignee }}{% endif %}\
 {% if incident.workaround %}\nKnown error workaround: {{ incident.workaround }}{% endif %}{% endif %}\
@@ -55,6 +55,14 @@ impl Compiled {
         let mut env = Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         env.set_keep_trailing_newline(false);
+        // `capitalize` lowercases the rest, which garbles names and codes.
+        env.add_filter("upper_first", |s: String| {
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        });
         for (name, src) in [("title", &t.title), ("text", &t.text)] {
             env.add_template_owned(name, src.clone())
                 .map_err(|e| describe_error(name, &e))?;

@@ -622,6 +622,8 @@ pub struct DeliveryV1 {
     pub response: Option<String>,
     #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
     pub delivered_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    pub started_at: Option<Timestamp>,
 }
 
 impl From<&Delivery> for DeliveryV1 {
@@ -639,6 +641,7 @@ impl From<&Delivery> for DeliveryV1 {
             error: d.error.clone(),
             response: d.response.clone(),
             delivered_at: d.delivered_at,
+            started_at: d.started_at,
         }
     }
 }
@@ -658,6 +661,7 @@ impl From<DeliveryV1> for Delivery {
             error: d.error,
             response: d.response,
             delivered_at: d.delivered_at,
+            started_at: d.started_at,
         }
     }
 }
