@@ -293,6 +293,18 @@ impl Daemon {
             &outbox_tasks,
         )
         .map_err(anyhow::Error::msg)?;
+        for s in &settings.sinks {
+            if let crate::sinks::Kind::Matrix(m) = &s.kind {
+                if !m.allowed_users.is_empty() {
+                    outbox_tasks.spawn(crate::sinks::matrix::listen(
+                        s.name.clone(),
+                        m.clone(),
+                        queue.clone(),
+                        outbox_stop.clone(),
+                    ));
+                }
+            }
+        }
         let state = Arc::new(Shared {
             store,
             queue,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine, then runs all of it:
 # formatting, clippy (warnings are errors) and every test, including the end-to-end
-# test against Debian's Prometheus and Alertmanager.
+# tests against Debian's Prometheus and Alertmanager, Matrix Synapse and an SMTP
+# server (aiosmtpd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Real peers from PyPI (Matrix Synapse, aiosmtpd) in a venv the tests find in
+# target/test-venv (or $TRIAGED_TEST_VENV).
+venv="${TRIAGED_TEST_VENV:-target/test-venv}"
+if ! "$venv/bin/python" -c 'import synapse, aiosmtpd' >/dev/null 2>&1; then
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "== installing python3-venv"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-pip
+    fi
+    echo "== creating $venv (matrix-synapse, aiosmtpd)"
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse>=1.100,<2" "aiosmtpd>=1.4,<2"
+fi
+export TRIAGED_TEST_VENV="$(cd "$venv" && pwd)"
 
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     rustup component add rustfmt clippy

@@ -35,6 +35,10 @@ pub struct RawSink {
     pub api_url: Option<String>,
     /// Where messages go (slack: a channel id).
     pub channel: Option<String>,
+    /// The Matrix homeserver's base URL.
+    pub homeserver: Option<String>,
+    /// The Matrix room id (`!abc…`).
+    pub room: Option<String>,
     /// Verifies what the service sends back (slack: the app's signing secret, which
     /// turns on the Acknowledge and Resolve buttons).
     pub signing_secret_env: Option<String>,
@@ -305,8 +309,57 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             ("token_env", s.token_env.is_some()),
             ("token_file", s.token_file.is_some()),
         ];
+        let matrix_fields = [
+            ("homeserver", s.homeserver.is_some()),
+            ("room", s.room.is_some()),
+        ];
         let kind = match s.kind.as_str() {
+            "matrix" => {
+                unused(&hook_fields)?;
+                unused(&url_fields)?;
+                unused(&[
+                    ("api_url", s.api_url.is_some()),
+                    ("channel", s.channel.is_some()),
+                    ("signing_secret_env", s.signing_secret_env.is_some()),
+                    ("signing_secret_file", s.signing_secret_file.is_some()),
+                ])?;
+                let token = read_secret(
+                    &key,
+                    ("token_env", &s.token_env),
+                    ("token_file", &s.token_file),
+                )?
+                .ok_or_else(|| {
+                    invalid(
+                        key("token_env"),
+                        "a matrix sink needs the bot's access token (token_env or token_file)",
+                    )
+                })?;
+                let homeserver = http_url(&key, &s.homeserver, "matrix")
+                    .map_err(|(_, m)| invalid(key("homeserver"), m))?;
+                let room = s
+                    .room
+                    .clone()
+                    .filter(|r| r.starts_with('!'))
+                    .ok_or_else(|| invalid(key("room"), "a matrix sink needs a room id (!…)"))?;
+                if let Some(u) = s
+                    .allowed_users
+                    .iter()
+                    .find(|u| !u.starts_with('@') || !u.contains(':'))
+                {
+                    return Err(invalid(
+                        key("allowed_users"),
+                        format!("expected Matrix user ids like @alice:example.com, got {u:?}"),
+                    ));
+                }
+                Kind::Matrix(crate::sinks::matrix::Settings {
+                    homeserver,
+                    token,
+                    room,
+                    allowed_users: s.allowed_users.clone(),
+                })
+            }
             "slack" => {
+                unused(&matrix_fields)?;
                 unused(&hook_fields)?;
                 unused(&url_fields)?;
                 let token = read_secret(
@@ -343,12 +396,14 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 })
             }
             "slack_webhook" => {
+                unused(&matrix_fields)?;
                 unused(&hook_fields)?;
                 unused(&chat_fields)?;
                 unused(&token_fields)?;
                 Kind::SlackWebhook(crate::sinks::slack::WebhookSettings { url: secret_url()? })
             }
             "webhook" => {
+                unused(&matrix_fields)?;
                 unused(&chat_fields)?;
                 unused(&url_fields)?;
                 let mut headers = Vec::new();
@@ -393,8 +448,8 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                        "unknown sink type {other:?}, expected webhook, slack or slack_webhook"
-                    ),
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook or matrix"
+                ),
                 ))
             }
         };

@@ -1816,6 +1816,10 @@ mod tests {
             ("[[sinks]]\nname = \"s\"\ntype = \"slack\"\nchannel = \"C1\"\n".to_string(), "sinks[0].token_env"),
             ("[[sinks]]\nname = \"s\"\ntype = \"slack\"\nchannel = \"C1\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\nurl = \"http://x/\"\n".to_string(), "sinks[0].url"),
             ("[[sinks]]\nname = \"s\"\ntype = \"slack_webhook\"\n".to_string(), "sinks[0].url_env"),
+            ("[[sinks]]\nname = \"m\"\ntype = \"matrix\"\nhomeserver = \"http://x\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\n".to_string(), "sinks[0].room"),
+            ("[[sinks]]\nname = \"m\"\ntype = \"matrix\"\nroom = \"!r\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\n".to_string(), "sinks[0].homeserver"),
+            ("[[sinks]]\nname = \"m\"\ntype = \"matrix\"\nhomeserver = \"http://x\"\nroom = \"!r\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\nallowed_users = [\"alice\"]\n".to_string(), "sinks[0].allowed_users"),
+            ("[[sinks]]\nname = \"m\"\ntype = \"matrix\"\nhomeserver = \"http://x\"\nroom = \"!r\"\ntoken_env = \"TRIAGED_TEST_SINK_SECRET\"\nchannel = \"C1\"\n".to_string(), "sinks[0].channel"),
             ("[[sinks]]\nname = \"s\"\ntype = \"slack_webhook\"\nurl_env = \"TRIAGED_TEST_SINK_SECRET\"\n".to_string(), "sinks[0].url"),
         ] {
             let err = load(&src).unwrap_err();

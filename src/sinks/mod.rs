@@ -16,6 +16,7 @@ use crate::incidents::Incident;
 use crate::outbox::{Delivery, Event, ExternalRef, Outcome, RetryPolicy};
 use crate::problems::Problem;
 
+pub mod matrix;
 pub mod slack;
 pub mod templates;
 pub mod webhook;
@@ -74,6 +75,7 @@ pub enum Kind {
     Webhook(webhook::Settings),
     Slack(slack::Settings),
     SlackWebhook(slack::WebhookSettings),
+    Matrix(matrix::Settings),
 }
 
 impl Kind {
@@ -82,6 +84,7 @@ impl Kind {
             Kind::Webhook(_) => "webhook",
             Kind::Slack(_) => "slack",
             Kind::SlackWebhook(_) => "slack_webhook",
+            Kind::Matrix(_) => "matrix",
         }
     }
 }
@@ -104,6 +107,11 @@ impl SinkSettings {
             }),
             Kind::SlackWebhook(w) => serde_json::json!({
                 "url": crate::config::redact_url(w.url.expose()),
+            }),
+            Kind::Matrix(m) => serde_json::json!({
+                "homeserver": m.homeserver,
+                "room": m.room,
+                "allowed_users": m.allowed_users,
             }),
         };
         serde_json::json!({
@@ -149,6 +157,7 @@ pub enum Sink {
     Webhook(webhook::Webhook),
     Slack(slack::Slack),
     SlackWebhook(slack::SlackWebhook),
+    Matrix(matrix::Matrix),
 }
 
 impl Sink {
@@ -163,6 +172,7 @@ impl Sink {
             Kind::Webhook(w) => Sink::Webhook(webhook::Webhook::new(&settings.name, w, client)),
             Kind::Slack(s) => Sink::Slack(slack::Slack::new(s, client)),
             Kind::SlackWebhook(w) => Sink::SlackWebhook(slack::SlackWebhook::new(w, client)),
+            Kind::Matrix(m) => Sink::Matrix(matrix::Matrix::new(m, client)),
         })
     }
 
@@ -177,6 +187,7 @@ impl Sink {
             Sink::Webhook(w) => w.deliver(m).await,
             Sink::Slack(s) => s.deliver(m).await,
             Sink::SlackWebhook(s) => s.deliver(m).await,
+            Sink::Matrix(x) => x.deliver(m).await,
         }
     }
 }

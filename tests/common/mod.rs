@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod synapse;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
