@@ -43,6 +43,23 @@ pub struct RawSink {
     /// turns on the Acknowledge and Resolve buttons).
     pub signing_secret_env: Option<String>,
     pub signing_secret_file: Option<PathBuf>,
+    /// The SMTP server (email).
+    pub smtp_host: Option<String>,
+    /// Default: 587 with starttls, 465 with tls, 25 with none.
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit) or `none`.
+    pub tls: Option<String>,
+    /// A PEM file of a CA to trust besides the system's (a private relay).
+    pub ca_file: Option<PathBuf>,
+    /// SMTP AUTH user, with `password_env` or `password_file`.
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// The sender (`triaged <ops@example.com>`).
+    pub from: Option<String>,
+    /// The recipients, unless a policy names one (`mail:lead@example.com`).
+    #[serde(default)]
+    pub to: Vec<String>,
     /// Chat users allowed to act on incidents from chat (empty: anyone who can).
     #[serde(default)]
     pub allowed_users: Vec<String>,
@@ -313,7 +330,88 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             ("homeserver", s.homeserver.is_some()),
             ("room", s.room.is_some()),
         ];
+        let email_fields = [
+            ("smtp_host", s.smtp_host.is_some()),
+            ("smtp_port", s.smtp_port.is_some()),
+            ("tls", s.tls.is_some()),
+            ("ca_file", s.ca_file.is_some()),
+            ("username", s.username.is_some()),
+            ("password_env", s.password_env.is_some()),
+            ("password_file", s.password_file.is_some()),
+            ("from", s.from.is_some()),
+            ("to", !s.to.is_empty()),
+        ];
+        if s.kind != "email" {
+            unused(&email_fields)?;
+        }
         let kind = match s.kind.as_str() {
+            "email" => {
+                unused(&hook_fields)?;
+                unused(&url_fields)?;
+                unused(&chat_fields)?;
+                unused(&matrix_fields)?;
+                unused(&token_fields)?;
+                let host = s
+                    .smtp_host
+                    .clone()
+                    .filter(|h| !h.trim().is_empty())
+                    .ok_or_else(|| invalid(key("smtp_host"), "an email sink needs an smtp_host"))?;
+                use crate::sinks::email::TlsMode;
+                let tls = match s.tls.as_deref() {
+                    None | Some("starttls") => TlsMode::StartTls,
+                    Some("tls") => TlsMode::Tls,
+                    Some("none") => TlsMode::None,
+                    Some(other) => {
+                        return Err(invalid(key("tls"), format!("expected starttls, tls or none, got {other:?}")))
+                    }
+                };
+                let port = s.smtp_port.unwrap_or(match tls {
+                    TlsMode::StartTls => 587,
+                    TlsMode::Tls => 465,
+                    TlsMode::None => 25,
+                });
+                let ca_pem = match &s.ca_file {
+                    None => None,
+                    Some(p) => {
+                        let pem = std::fs::read(p)
+                            .map_err(|e| invalid(key("ca_file"), format!("cannot read {}: {e}", p.display())))?;
+                        lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .map_err(|e| invalid(key("ca_file"), format!("not a PEM certificate: {e}")))?;
+                        Some(pem)
+                    }
+                };
+                let password = read_secret(
+                    &key,
+                    ("password_env", &s.password_env),
+                    ("password_file", &s.password_file),
+                )?;
+                if s.username.is_some() != password.is_some() {
+                    return Err(invalid(key("username"), "give username with password_env or password_file, or neither"));
+                }
+                let from = s
+                    .from
+                    .clone()
+                    .ok_or_else(|| invalid(key("from"), "an email sink needs a from address"))?;
+                from.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| invalid(key("from"), format!("not an address: {e}")))?;
+                if s.to.is_empty() {
+                    return Err(invalid(key("to"), "name at least one recipient"));
+                }
+                for (j, t) in s.to.iter().enumerate() {
+                    t.parse::<lettre::message::Mailbox>()
+                        .map_err(|e| invalid(format!("sinks[{i}].to[{j}]"), format!("not an address: {e}")))?;
+                }
+                Kind::Email(crate::sinks::email::Settings {
+                    host,
+                    port,
+                    tls,
+                    ca_pem,
+                    username: s.username.clone(),
+                    password,
+                    from,
+                    to: s.to.clone(),
+                })
+            }
             "matrix" => {
                 unused(&hook_fields)?;
                 unused(&url_fields)?;
@@ -448,7 +546,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook or matrix"
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix or email"
                 ),
                 ))
             }

@@ -16,6 +16,7 @@ use crate::incidents::Incident;
 use crate::outbox::{Delivery, Event, ExternalRef, Outcome, RetryPolicy};
 use crate::problems::Problem;
 
+pub mod email;
 pub mod matrix;
 pub mod slack;
 pub mod templates;
@@ -76,6 +77,7 @@ pub enum Kind {
     Slack(slack::Settings),
     SlackWebhook(slack::WebhookSettings),
     Matrix(matrix::Settings),
+    Email(email::Settings),
 }
 
 impl Kind {
@@ -85,6 +87,7 @@ impl Kind {
             Kind::Slack(_) => "slack",
             Kind::SlackWebhook(_) => "slack_webhook",
             Kind::Matrix(_) => "matrix",
+            Kind::Email(_) => "email",
         }
     }
 }
@@ -112,6 +115,15 @@ impl SinkSettings {
                 "homeserver": m.homeserver,
                 "room": m.room,
                 "allowed_users": m.allowed_users,
+            }),
+            Kind::Email(e) => serde_json::json!({
+                "smtp_host": e.host,
+                "smtp_port": e.port,
+                "tls": format!("{:?}", e.tls).to_lowercase(),
+                "ca_file": e.ca_pem.is_some(),
+                "username": e.username,
+                "from": e.from,
+                "to": e.to,
             }),
         };
         serde_json::json!({
@@ -158,6 +170,7 @@ pub enum Sink {
     Slack(slack::Slack),
     SlackWebhook(slack::SlackWebhook),
     Matrix(matrix::Matrix),
+    Email(email::Email),
 }
 
 impl Sink {
@@ -173,6 +186,10 @@ impl Sink {
             Kind::Slack(s) => Sink::Slack(slack::Slack::new(s, client)),
             Kind::SlackWebhook(w) => Sink::SlackWebhook(slack::SlackWebhook::new(w, client)),
             Kind::Matrix(m) => Sink::Matrix(matrix::Matrix::new(m, client)),
+            Kind::Email(e) => Sink::Email(
+                email::Email::new(&settings.name, e, settings.timeout)
+                    .map_err(|err| format!("sink {}: {err}", settings.name))?,
+            ),
         })
     }
 
@@ -188,6 +205,7 @@ impl Sink {
             Sink::Slack(s) => s.deliver(m).await,
             Sink::SlackWebhook(s) => s.deliver(m).await,
             Sink::Matrix(x) => x.deliver(m).await,
+            Sink::Email(x) => x.deliver(m).await,
         }
     }
 }
