@@ -170,7 +170,8 @@ pub enum Sink {
     Slack(slack::Slack),
     SlackWebhook(slack::SlackWebhook),
     Matrix(matrix::Matrix),
-    Email(email::Email),
+    /// Boxed: the SMTP transport is large.
+    Email(Box<email::Email>),
 }
 
 impl Sink {
@@ -186,10 +187,10 @@ impl Sink {
             Kind::Slack(s) => Sink::Slack(slack::Slack::new(s, client)),
             Kind::SlackWebhook(w) => Sink::SlackWebhook(slack::SlackWebhook::new(w, client)),
             Kind::Matrix(m) => Sink::Matrix(matrix::Matrix::new(m, client)),
-            Kind::Email(e) => Sink::Email(
+            Kind::Email(e) => Sink::Email(Box::new(
                 email::Email::new(&settings.name, e, settings.timeout)
                     .map_err(|err| format!("sink {}: {err}", settings.name))?,
-            ),
+            )),
         })
     }
 
