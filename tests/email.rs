@@ -184,7 +184,7 @@ async fn an_incidents_mails_thread_and_a_550_is_a_dead_letter() {
         got[0].0
     );
     assert_eq!(got[0].0["to"], "oncall@example.com, ops@example.com");
-    assert!(got[0].0.get("in-reply-to").is_none());
+    assert!(!got[0].0.contains_key("in-reply-to"));
     assert!(got[0].1.starts_with("Opened."), "{}", got[0].1);
     for (h, _) in &got[1..] {
         assert_eq!(h["in-reply-to"], first_id, "{h:?}");
