@@ -493,6 +493,43 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                     allowed_users: s.allowed_users.clone(),
                 })
             }
+            "teams" | "mattermost_webhook" => {
+                unused(&matrix_fields)?;
+                unused(&hook_fields)?;
+                unused(&chat_fields)?;
+                unused(&token_fields)?;
+                let url = secret_url()?;
+                if s.kind == "teams" {
+                    Kind::Teams(crate::sinks::teams::Settings { url })
+                } else {
+                    Kind::MattermostWebhook(crate::sinks::mattermost::WebhookSettings { url })
+                }
+            }
+            "mattermost" => {
+                unused(&matrix_fields)?;
+                unused(&url_fields)?;
+                unused(&[
+                    ("secret_env", s.secret_env.is_some()),
+                    ("secret_file", s.secret_file.is_some()),
+                    ("headers", !s.headers.is_empty()),
+                    ("api_url", s.api_url.is_some()),
+                    ("signing_secret_env", s.signing_secret_env.is_some()),
+                    ("signing_secret_file", s.signing_secret_file.is_some()),
+                    ("allowed_users", !s.allowed_users.is_empty()),
+                ])?;
+                let token = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?
+                    .ok_or_else(|| invalid(key("token_env"), "a mattermost sink needs a bot token (token_env or token_file)"))?;
+                let channel = s
+                    .channel
+                    .clone()
+                    .filter(|c| !c.trim().is_empty())
+                    .ok_or_else(|| invalid(key("channel"), "a mattermost sink needs a channel id"))?;
+                Kind::Mattermost(crate::sinks::mattermost::Settings {
+                    url: http_url(&key, &s.url, "mattermost")?,
+                    token,
+                    channel,
+                })
+            }
             "slack_webhook" => {
                 unused(&matrix_fields)?;
                 unused(&hook_fields)?;
@@ -546,7 +583,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix or email"
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost or mattermost_webhook"
                 ),
                 ))
             }

@@ -18,7 +18,9 @@ use crate::problems::Problem;
 
 pub mod email;
 pub mod matrix;
+pub mod mattermost;
 pub mod slack;
+pub mod teams;
 pub mod templates;
 pub mod webhook;
 
@@ -78,6 +80,9 @@ pub enum Kind {
     SlackWebhook(slack::WebhookSettings),
     Matrix(matrix::Settings),
     Email(email::Settings),
+    Teams(teams::Settings),
+    Mattermost(mattermost::Settings),
+    MattermostWebhook(mattermost::WebhookSettings),
 }
 
 impl Kind {
@@ -88,6 +93,9 @@ impl Kind {
             Kind::SlackWebhook(_) => "slack_webhook",
             Kind::Matrix(_) => "matrix",
             Kind::Email(_) => "email",
+            Kind::Teams(_) => "teams",
+            Kind::Mattermost(_) => "mattermost",
+            Kind::MattermostWebhook(_) => "mattermost_webhook",
         }
     }
 }
@@ -116,6 +124,11 @@ impl SinkSettings {
                 "room": m.room,
                 "allowed_users": m.allowed_users,
             }),
+            Kind::Teams(t) => serde_json::json!({"url": crate::config::redact_url(t.url.expose())}),
+            Kind::MattermostWebhook(t) => {
+                serde_json::json!({"url": crate::config::redact_url(t.url.expose())})
+            }
+            Kind::Mattermost(x) => serde_json::json!({"url": x.url, "channel": x.channel}),
             Kind::Email(e) => serde_json::json!({
                 "smtp_host": e.host,
                 "smtp_port": e.port,
@@ -172,6 +185,9 @@ pub enum Sink {
     Matrix(matrix::Matrix),
     /// Boxed: the SMTP transport is large.
     Email(Box<email::Email>),
+    Teams(teams::Teams),
+    Mattermost(mattermost::Mattermost),
+    MattermostWebhook(mattermost::MattermostWebhook),
 }
 
 impl Sink {
@@ -187,6 +203,11 @@ impl Sink {
             Kind::Slack(s) => Sink::Slack(slack::Slack::new(s, client)),
             Kind::SlackWebhook(w) => Sink::SlackWebhook(slack::SlackWebhook::new(w, client)),
             Kind::Matrix(m) => Sink::Matrix(matrix::Matrix::new(m, client)),
+            Kind::Teams(t) => Sink::Teams(teams::Teams::new(t, client)),
+            Kind::Mattermost(x) => Sink::Mattermost(mattermost::Mattermost::new(x, client)),
+            Kind::MattermostWebhook(x) => {
+                Sink::MattermostWebhook(mattermost::MattermostWebhook::new(x, client))
+            }
             Kind::Email(e) => Sink::Email(Box::new(
                 email::Email::new(&settings.name, e, settings.timeout)
                     .map_err(|err| format!("sink {}: {err}", settings.name))?,
@@ -197,7 +218,7 @@ impl Sink {
     /// Whether an attempt with no earlier reference creates something a repeat would
     /// create twice and that can be looked up (the worker records its start first).
     pub fn looks_up_creates(&self) -> bool {
-        matches!(self, Sink::Slack(_))
+        matches!(self, Sink::Slack(_) | Sink::Mattermost(_))
     }
 
     pub async fn deliver(&self, m: &Message<'_>) -> Outcome {
@@ -207,6 +228,9 @@ impl Sink {
             Sink::SlackWebhook(s) => s.deliver(m).await,
             Sink::Matrix(x) => x.deliver(m).await,
             Sink::Email(x) => x.deliver(m).await,
+            Sink::Teams(x) => x.deliver(m).await,
+            Sink::Mattermost(x) => x.deliver(m).await,
+            Sink::MattermostWebhook(x) => x.deliver(m).await,
         }
     }
 }
