@@ -619,3 +619,54 @@ async fn a_crash_between_the_answer_and_our_record_repeats_the_request_with_the_
         .unwrap();
     assert_eq!(inc["external"].as_array().unwrap().len(), 1, "{inc}");
 }
+
+#[tokio::test]
+async fn a_sinks_rate_limit_and_concurrency_hold() {
+    // Rate: 2 per second with no burst beyond one: three incidents' events spread out.
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "{}{}",
+            hook("hook", &rx.url("/"), "rate_per_sec = 2.0\nburst = 1"),
+            route(&["hook"])
+        ),
+    )
+    .await;
+    for (name, service) in [("A", "a"), ("B", "b"), ("C", "c")] {
+        fire(&d, name, service).await;
+    }
+    let got = rx.wait_requests(3, 20).await;
+    let span = got[2].at.duration_since(got[0].at);
+    assert!(
+        span >= Duration::from_millis(900),
+        "3 requests within {span:?} at 2/s"
+    );
+    d.stop().await;
+
+    // Concurrency 1: the second incident's request waits for the first answer.
+    let slow = Receiver::start_on(0, |_| {
+        Answer::json(200, json!({})).after(Duration::from_millis(800))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "{}{}",
+            hook("hook", &slow.url("/"), "concurrency = 1"),
+            route(&["hook"])
+        ),
+    )
+    .await;
+    fire(&d, "A", "a").await;
+    fire(&d, "B", "b").await;
+    let got = slow.wait_requests(2, 20).await;
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_millis(750),
+        "the second began {gap:?} after the first, before its answer"
+    );
+    d.stop().await;
+}

@@ -588,7 +588,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 ))
             }
         };
-        let defaults = Templates::default();
+        let defaults = Templates::for_kind(kind.as_str());
         let templates = Templates {
             title: s.templates.title.clone().unwrap_or(defaults.title),
             text: s.templates.text.clone().unwrap_or(defaults.text),

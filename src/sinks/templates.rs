@@ -29,6 +29,42 @@ Alerts firing: {{ incident.alerts_firing }}{% if incident.assignee %} · Assigne
 {% if incident.workaround %}\nKnown error workaround: {{ incident.workaround }}{% endif %}{% endif %}\
 {% if event.quiet %}\nQuiet: {{ event.quiet }}{% endif %}";
 
+/// The default mail body: the incident's record in full, for a reader without the API.
+pub const DEFAULT_EMAIL_TEXT: &str = "{{ event.what | upper_first }}{% if event.by != 'system' and event.by is not startingwith('rule:') %} by {{ event.by }}{% endif %}.
+{% if incident %}
+Incident:      {{ incident.id }}: {{ incident.title }}
+Priority:      {{ incident.priority }} (impact {{ incident.impact }}, urgency {{ incident.urgency }}){% if incident.major %}, major incident{% endif %}
+Status:        {{ incident.status }}
+Service:       {{ incident.service or 'none' }}{% if incident.ci %} / {{ incident.ci }}{% endif %}
+Opened:        {{ incident.opened_at }}
+Respond by:    {{ incident.sla.respond_by }}
+Resolve by:    {{ incident.sla.resolve_by }}
+Alerts firing: {{ incident.alerts_firing }} of {{ incident.alerts_total }}{% if incident.assignee %}
+Assignee:      {{ incident.assignee }}{% endif %}{% if incident.resolution %}
+Resolution:    {{ incident.resolution.code }}: {{ incident.resolution.note }}{% endif %}{% if incident.workaround %}
+Known error workaround: {{ incident.workaround }}{% endif %}
+{% elif problem %}
+Problem:       {{ problem.id }}: {{ problem.title }}
+Status:        {{ problem.status }}
+{% endif %}{% if event.quiet %}
+Quiet: {{ event.quiet }}
+{% endif %}
+-- 
+triaged, outbox event {{ event.seq }} ({{ event.kind }}, {{ event.at }})";
+
+impl Templates {
+    /// The defaults for a sink type: chat gets the short text, mail the full record.
+    pub fn for_kind(kind: &str) -> Templates {
+        match kind {
+            "email" => Templates {
+                title: DEFAULT_TITLE.to_string(),
+                text: DEFAULT_EMAIL_TEXT.to_string(),
+            },
+            _ => Templates::default(),
+        }
+    }
+}
+
 impl Default for Templates {
     fn default() -> Self {
         Templates {
@@ -183,6 +219,19 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.starts_with("template text, line 2"), "{err}");
+    }
+
+    #[test]
+    fn the_mail_default_shows_the_incident_record() {
+        let c = Compiled::new(&Templates::for_kind("email")).unwrap();
+        let e = event(EventKind::Acknowledged, "", "token:alice");
+        let d = Delivery::pending(3, "mail".parse().unwrap(), e.at);
+        let (_, text) = c.render(&context(&e, &d, None, None)).unwrap();
+        assert!(text.starts_with("Acknowledged by token:alice."), "{text}");
+        assert!(
+            text.ends_with("triaged, outbox event 3 (acknowledged, 2026-01-01T00:00:00Z)"),
+            "{text}"
+        );
     }
 
     #[test]
