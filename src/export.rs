@@ -132,7 +132,11 @@ pub fn export(
         |e| e.seq,
         |e| {
             if within(e.at) {
-                line(out, "outbox", e)?;
+                // With its deliveries: when each sink was told, or why it was not.
+                let mut v = serde_json::to_value(e).map_err(std::io::Error::other)?;
+                v["deliveries"] = serde_json::to_value(store.deliveries_of(e.seq)?)
+                    .map_err(std::io::Error::other)?;
+                line(out, "outbox", &v)?;
                 counts.outbox += 1;
             }
             Ok(())

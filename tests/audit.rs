@@ -182,6 +182,13 @@ async fn export_writes_every_record_and_audit_entry_as_json_lines() {
     assert_eq!(count("silence"), 1);
     // Two incidents opened, one resolved: three outbox events.
     assert_eq!(count("outbox"), 3);
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["record"] == "outbox")
+            .all(|l| l["deliveries"] == serde_json::json!([])),
+        "outbox events carry their deliveries (none without sinks): {stdout}"
+    );
     assert_eq!(count("audit"), entries);
     assert_eq!(lines.len() as u64, 8 + entries, "nothing else: {stdout}");
     let disk = lines
