@@ -299,6 +299,10 @@ pub fn incident_detail(v: &Value, output: Output) -> String {
             ("review", "review"),
         ],
     );
+    // What sinks created for it: tickets, chat messages, mails.
+    for r in items(&v["external"]) {
+        let _ = writeln!(out, "{:<16}  {} {}", "external", s(&r["sink"]), s(&r["id"]));
+    }
     out.push('\n');
     out.push_str(&timeline(v));
     out

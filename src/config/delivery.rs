@@ -60,6 +60,19 @@ pub struct RawSink {
     /// The recipients, unless a policy names one (`mail:lead@example.com`).
     #[serde(default)]
     pub to: Vec<String>,
+    /// Ticketing (jira): the project key, the issue type, priority names per P1–P5,
+    /// the transitions for resolved, closed/cancelled and reopened, extra labels, and
+    /// whether it is Jira Cloud (default: a host under atlassian.net).
+    pub project: Option<String>,
+    pub issue_type: Option<String>,
+    #[serde(default)]
+    pub priorities: BTreeMap<String, String>,
+    pub resolve_transition: Option<String>,
+    pub close_transition: Option<String>,
+    pub reopen_transition: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub cloud: Option<bool>,
     /// Chat users allowed to act on incidents from chat (empty: anyone who can).
     #[serde(default)]
     pub allowed_users: Vec<String>,
@@ -341,10 +354,70 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             ("from", s.from.is_some()),
             ("to", !s.to.is_empty()),
         ];
-        if s.kind != "email" {
+        let ticket_fields = [
+            ("project", s.project.is_some()),
+            ("issue_type", s.issue_type.is_some()),
+            ("priorities", !s.priorities.is_empty()),
+            ("resolve_transition", s.resolve_transition.is_some()),
+            ("close_transition", s.close_transition.is_some()),
+            ("reopen_transition", s.reopen_transition.is_some()),
+            ("labels", !s.labels.is_empty()),
+            ("cloud", s.cloud.is_some()),
+        ];
+        if s.kind != "email" && s.kind != "jira" {
             unused(&email_fields)?;
         }
+        if s.kind != "jira" {
+            unused(&ticket_fields)?;
+        }
         let kind = match s.kind.as_str() {
+            "jira" => {
+                unused(&matrix_fields)?;
+                unused(&url_fields)?;
+                unused(&chat_fields)?;
+                // Everything of email's but username (Jira Cloud's account email).
+                unused(&email_fields[..4])?;
+                unused(&email_fields[5..])?;
+                unused(&[
+                    ("secret_env", s.secret_env.is_some()),
+                    ("secret_file", s.secret_file.is_some()),
+                    ("headers", !s.headers.is_empty()),
+                ])?;
+                let url = http_url(&key, &s.url, "jira")?;
+                let token = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?
+                    .ok_or_else(|| invalid(key("token_env"), "a jira sink needs an API token (Cloud, with username) or a personal access token (token_env or token_file)"))?;
+                let project = s
+                    .project
+                    .clone()
+                    .filter(|p| !p.trim().is_empty())
+                    .ok_or_else(|| invalid(key("project"), "a jira sink needs a project key"))?;
+                let mut priorities = ["Highest", "High", "Medium", "Low", "Lowest"].map(String::from);
+                for (p, name) in &s.priorities {
+                    let p: crate::incidents::Priority = p
+                        .parse()
+                        .map_err(|e| invalid(format!("sinks[{i}].priorities.{p}"), e))?;
+                    priorities[p as usize] = name.clone();
+                }
+                let cloud = s.cloud.unwrap_or_else(|| {
+                    reqwest::Url::parse(&url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(|h| h.ends_with(".atlassian.net")))
+                        .unwrap_or(false)
+                });
+                Kind::Jira(crate::sinks::jira::Settings {
+                    url,
+                    username: s.username.clone(),
+                    token,
+                    cloud,
+                    project,
+                    issue_type: s.issue_type.clone().unwrap_or_else(|| "Task".into()),
+                    priorities,
+                    resolve_transition: s.resolve_transition.clone(),
+                    close_transition: s.close_transition.clone(),
+                    reopen_transition: s.reopen_transition.clone(),
+                    labels: s.labels.clone(),
+                })
+            }
             "email" => {
                 unused(&hook_fields)?;
                 unused(&url_fields)?;
@@ -583,7 +656,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost or mattermost_webhook"
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost, mattermost_webhook or jira"
                 ),
                 ))
             }

@@ -17,6 +17,7 @@ use crate::outbox::{Delivery, Event, ExternalRef, Outcome, RetryPolicy};
 use crate::problems::Problem;
 
 pub mod email;
+pub mod jira;
 pub mod matrix;
 pub mod mattermost;
 pub mod slack;
@@ -83,6 +84,7 @@ pub enum Kind {
     Teams(teams::Settings),
     Mattermost(mattermost::Settings),
     MattermostWebhook(mattermost::WebhookSettings),
+    Jira(jira::Settings),
 }
 
 impl Kind {
@@ -96,6 +98,7 @@ impl Kind {
             Kind::Teams(_) => "teams",
             Kind::Mattermost(_) => "mattermost",
             Kind::MattermostWebhook(_) => "mattermost_webhook",
+            Kind::Jira(_) => "jira",
         }
     }
 }
@@ -129,6 +132,12 @@ impl SinkSettings {
                 serde_json::json!({"url": crate::config::redact_url(t.url.expose())})
             }
             Kind::Mattermost(x) => serde_json::json!({"url": x.url, "channel": x.channel}),
+            Kind::Jira(j) => serde_json::json!({
+                "url": j.url, "username": j.username, "cloud": j.cloud, "project": j.project,
+                "issue_type": j.issue_type, "priorities": j.priorities,
+                "resolve_transition": j.resolve_transition, "close_transition": j.close_transition,
+                "reopen_transition": j.reopen_transition, "labels": j.labels,
+            }),
             Kind::Email(e) => serde_json::json!({
                 "smtp_host": e.host,
                 "smtp_port": e.port,
@@ -188,6 +197,8 @@ pub enum Sink {
     Teams(teams::Teams),
     Mattermost(mattermost::Mattermost),
     MattermostWebhook(mattermost::MattermostWebhook),
+    /// Boxed: its settings are large.
+    Jira(Box<jira::Jira>),
 }
 
 impl Sink {
@@ -208,6 +219,7 @@ impl Sink {
             Kind::MattermostWebhook(x) => {
                 Sink::MattermostWebhook(mattermost::MattermostWebhook::new(x, client))
             }
+            Kind::Jira(j) => Sink::Jira(Box::new(jira::Jira::new(j, client))),
             Kind::Email(e) => Sink::Email(Box::new(
                 email::Email::new(&settings.name, e, settings.timeout)
                     .map_err(|err| format!("sink {}: {err}", settings.name))?,
@@ -218,7 +230,7 @@ impl Sink {
     /// Whether an attempt with no earlier reference creates something a repeat would
     /// create twice and that can be looked up (the worker records its start first).
     pub fn looks_up_creates(&self) -> bool {
-        matches!(self, Sink::Slack(_) | Sink::Mattermost(_))
+        matches!(self, Sink::Slack(_) | Sink::Mattermost(_) | Sink::Jira(_))
     }
 
     pub async fn deliver(&self, m: &Message<'_>) -> Outcome {
@@ -231,6 +243,7 @@ impl Sink {
             Sink::Teams(x) => x.deliver(m).await,
             Sink::Mattermost(x) => x.deliver(m).await,
             Sink::MattermostWebhook(x) => x.deliver(m).await,
+            Sink::Jira(x) => x.deliver(m).await,
         }
     }
 }

@@ -1,0 +1,343 @@
+//! The Jira sink against a fake of Jira's REST API (Jira cannot run here): the fake
+//! checks what Jira documents (paths, basic auth with an API token, the create
+//! fields, transition ids) and answers as Jira does (201 with the key, 400 naming the
+//! field, 204 for a transition, 429 with Retry-After).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use common::receiver::{Answer, Received, Receiver};
+use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use serde_json::{json, Value};
+
+const AUTH_USER: &str = "sre@example.com";
+const TOKEN: &str = "jira-api-token";
+
+#[derive(Default)]
+struct Jira {
+    issues: Vec<Value>,
+    comments: Vec<(String, String)>,
+}
+
+fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{TOKEN}"));
+    if r.header("authorization") != Some(&format!("Basic {basic}")) {
+        return Answer::json(
+            401,
+            json!({"errorMessages": ["You are not authenticated."], "errors": {}}),
+        );
+    }
+    let mut j = state.lock().unwrap();
+    let path = r.path.as_str();
+    match (r.method.as_str(), path) {
+        ("POST", "/rest/api/2/issue") => {
+            let f = &r.json()["fields"];
+            let mut errors = serde_json::Map::new();
+            if f["project"]["key"] != "OPS" {
+                errors.insert("project".into(), json!("project is required"));
+            }
+            if f["issuetype"]["name"] != "Incident" {
+                errors.insert(
+                    "issuetype".into(),
+                    json!("The issue type selected is invalid."),
+                );
+            }
+            if !["Highest", "High", "Medium", "Low", "Lowest"]
+                .contains(&f["priority"]["name"].as_str().unwrap_or(""))
+            {
+                errors.insert(
+                    "priority".into(),
+                    json!(format!(
+                        "Priority name '{}' is not valid",
+                        f["priority"]["name"]
+                    )),
+                );
+            }
+            if f["summary"].as_str().is_none_or(|s| s.is_empty()) {
+                errors.insert(
+                    "summary".into(),
+                    json!("You must specify a summary of the issue."),
+                );
+            }
+            if !errors.is_empty() {
+                return Answer::json(400, json!({"errorMessages": [], "errors": errors}));
+            }
+            let n = j.issues.len() + 1;
+            let key = format!("OPS-{n}");
+            let mut issue = f.clone();
+            issue["key"] = json!(key);
+            issue["status"] = json!("Open");
+            j.issues.push(issue);
+            Answer::json(
+                201,
+                json!({"id": format!("{}", 10000 + n), "key": key,
+                                     "self": format!("http://jira/rest/api/2/issue/{}", 10000 + n)}),
+            )
+        }
+        ("GET", "/rest/api/3/search/jql") => {
+            let jql = form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "jql")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let issues: Vec<Value> = j
+                .issues
+                .iter()
+                .filter(|i| {
+                    i["labels"].as_array().unwrap().iter().any(|l| {
+                        jql.contains(&format!("labels = \"{}\"", l.as_str().unwrap()))
+                            && l != "triaged"
+                    })
+                })
+                .map(|i| json!({"id": "1", "key": i["key"]}))
+                .collect();
+            Answer::json(200, json!({"issues": issues, "isLast": true}))
+        }
+        ("POST", p) if p.ends_with("/comment") => {
+            let key = p
+                .trim_start_matches("/rest/api/2/issue/")
+                .trim_end_matches("/comment")
+                .to_string();
+            if !j.issues.iter().any(|i| i["key"] == key.as_str()) {
+                return Answer::json(
+                    404,
+                    json!({"errorMessages": ["Issue does not exist or you do not have permission to see it."], "errors": {}}),
+                );
+            }
+            let body = r.json()["body"].as_str().unwrap_or("").to_string();
+            j.comments.push((key, body.clone()));
+            Answer::json(
+                201,
+                json!({"id": j.comments.len().to_string(), "body": body}),
+            )
+        }
+        (m, p) if p.ends_with("/transitions") => {
+            let key = p
+                .trim_start_matches("/rest/api/2/issue/")
+                .trim_end_matches("/transitions")
+                .to_string();
+            let Some(issue) = j.issues.iter_mut().find(|i| i["key"] == key.as_str()) else {
+                return Answer::json(
+                    404,
+                    json!({"errorMessages": ["Issue does not exist"], "errors": {}}),
+                );
+            };
+            let available: Vec<(&str, &str, &str)> = match issue["status"].as_str().unwrap() {
+                "Open" => vec![
+                    ("21", "Start Progress", "In Progress"),
+                    ("31", "Resolve Issue", "Resolved"),
+                ],
+                "Resolved" => vec![
+                    ("41", "Close Issue", "Closed"),
+                    ("51", "Reopen Issue", "Open"),
+                ],
+                _ => vec![],
+            };
+            if m == "GET" {
+                let ts: Vec<Value> = available
+                    .iter()
+                    .map(|(id, name, to)| json!({"id": id, "name": name, "to": {"name": to}}))
+                    .collect();
+                return Answer::json(200, json!({"expand": "transitions", "transitions": ts}));
+            }
+            let id = r.json()["transition"]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            match available.iter().find(|(i, _, _)| *i == id) {
+                Some((_, _, to)) => {
+                    issue["status"] = json!(to);
+                    Answer::status(204)
+                }
+                None => Answer::json(
+                    400,
+                    json!({"errorMessages": ["Transition id is not valid for this issue."], "errors": {}}),
+                ),
+            }
+        }
+        _ => Answer::json(404, json!({"errorMessages": ["not found"], "errors": {}})),
+    }
+}
+
+fn jira_sink(url: &str, extra: &str) -> String {
+    std::env::set_var("TRIAGED_TEST_JIRA_TOKEN", TOKEN);
+    format!(
+        "[[sinks]]\nname = \"jira\"\ntype = \"jira\"\nurl = \"{url}\"\ncloud = true\n\
+         username = \"{AUTH_USER}\"\ntoken_env = \"TRIAGED_TEST_JIRA_TOKEN\"\nproject = \"OPS\"\n\
+         issue_type = \"Incident\"\nresolve_transition = \"Resolve Issue\"\nclose_transition = \"Close Issue\"\n\
+         labels = [\"sre\"]\nretry_initial_secs = 1\nretry_max_secs = 2\n{extra}\n\
+         [[routes]]\nsinks = [\"jira\"]\n"
+    )
+}
+
+async fn fake() -> (Receiver, Arc<Mutex<Jira>>) {
+    let state: Arc<Mutex<Jira>> = Arc::default();
+    let st = state.clone();
+    (
+        Receiver::start_on(0, move |r| jira_api(&st, r)).await,
+        state,
+    )
+}
+
+async fn fire(url: &str) {
+    let labels = json!({"alertname": "DiskFull", "service": "db", "severity": "critical"});
+    let body = am_payload(vec![am_alert("firing", labels, "2026-11-30T00:00:00Z")]);
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+async fn settled(d: &Daemon, seq: u64) -> Value {
+    wait_for(
+        20,
+        &format!("outbox event {seq} to settle"),
+        || async move {
+            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
+            let ds = v["deliveries"].as_array()?.clone();
+            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_incident_is_one_jira_issue_commented_and_transitioned() {
+    let (rx, state) = fake().await;
+    rx.script([Answer::status(429).header("Retry-After", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &jira_sink(&rx.url(""), "")).await;
+    fire(&d.url(AM_PATH)).await;
+    let v = settled(&d, 1).await;
+    assert_eq!(v["deliveries"][0]["state"], "delivered", "{v}");
+    {
+        let j = state.lock().unwrap();
+        assert_eq!(j.issues.len(), 1);
+        let i = &j.issues[0];
+        assert_eq!(i["priority"]["name"], "Highest", "P1 → Highest");
+        assert_eq!(i["labels"], json!(["triaged", "triaged-INC-1", "sre"]));
+        assert!(i["summary"].as_str().unwrap().contains("INC-1 opened"));
+    }
+    let (_, inc) = d.get("/api/v1/incidents/INC-1").await;
+    assert_eq!(
+        inc["external"][0],
+        json!({"sink": "jira", "id": "OPS-1", "at": inc["external"][0]["at"]})
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["incidents", "show", "INC-1"])
+        .env("TRIAGED_URL", d.url(""))
+        .env_remove("TRIAGED_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "external          jira OPS-1"),
+        "{text}"
+    );
+    for (action, body) in [
+        ("acknowledge", json!({})),
+        (
+            "resolve",
+            json!({"code": "fixed", "note": "grew the volume"}),
+        ),
+        ("close", json!({})),
+    ] {
+        let (code, out) = d
+            .post_json(&format!("/api/v1/incidents/INC-1/{action}"), &body)
+            .await;
+        assert_eq!(code, 200, "{out}");
+    }
+    for seq in 2..=4 {
+        let v = settled(&d, seq).await;
+        assert_eq!(v["deliveries"][0]["state"], "delivered", "{v}");
+    }
+    let (status, comments) = {
+        let j = state.lock().unwrap();
+        let comments: Vec<String> = j.comments.iter().map(|(_, c)| c.clone()).collect();
+        (j.issues[0]["status"].clone(), comments)
+    };
+    assert_eq!(status, "Closed");
+    assert_eq!(comments.len(), 3, "{comments:?}");
+    assert!(
+        comments[1].starts_with("Resolved (fixed: grew the volume)"),
+        "{comments:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_field_jira_refuses_is_a_dead_letter_naming_it() {
+    let (rx, state) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &jira_sink(&rx.url(""), "[sinks.priorities]\nP1 = \"Urgent\""),
+    )
+    .await;
+    fire(&d.url(AM_PATH)).await;
+    let v = settled(&d, 1).await;
+    let del = &v["deliveries"][0];
+    assert_eq!(
+        (del["state"].as_str(), del["status"].as_u64()),
+        (Some("dead"), Some(400)),
+        "{v}"
+    );
+    assert!(
+        del["response"].as_str().unwrap().contains("Priority name"),
+        "{v}"
+    );
+    assert!(state.lock().unwrap().issues.is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_after_jira_created_the_issue_finds_it_by_label() {
+    let state: Arc<Mutex<Jira>> = Arc::default();
+    let st = state.clone();
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hold = held.clone();
+    let rx = Receiver::start_on(0, move |r| {
+        let a = jira_api(&st, r);
+        if r.method == "POST" && hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return a.after(Duration::from_secs(5));
+        }
+        a
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_toml(
+        &dir.path().join("data"),
+        &shipped_rules(),
+        &jira_sink(&rx.url(""), ""),
+    );
+    let child = Child::start_with_config(dir.path(), &config).await;
+    fire(&child.url(AM_PATH)).await;
+    rx.wait_requests(1, 20).await;
+    child.signal("KILL");
+    drop(child);
+    let child = Child::start_with_config(dir.path(), &config).await;
+    let client = reqwest::Client::new();
+    wait_for(30, "the issue found after the restart", || {
+        let req = client.get(child.url("/api/v1/incidents/INC-1")).send();
+        async move {
+            let v: Value = req.await.ok()?.json().await.ok()?;
+            (v["external"][0]["id"] == "OPS-1").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        state.lock().unwrap().issues.len(),
+        1,
+        "a second ticket after the restart"
+    );
+    assert!(rx
+        .requests()
+        .iter()
+        .any(|r| r.path == "/rest/api/3/search/jql"));
+}
