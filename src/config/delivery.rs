@@ -73,6 +73,12 @@ pub struct RawSink {
     #[serde(default)]
     pub labels: Vec<String>,
     pub cloud: Option<bool>,
+    /// ServiceNow: the caller and assignment group of new incidents, and close codes by
+    /// resolution code (default: the Utah names, `Solution provided` …).
+    pub caller: Option<String>,
+    pub assignment_group: Option<String>,
+    #[serde(default)]
+    pub close_codes: BTreeMap<String, String>,
     /// Chat users allowed to act on incidents from chat (empty: anyone who can).
     #[serde(default)]
     pub allowed_users: Vec<String>,
@@ -364,13 +370,65 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             ("labels", !s.labels.is_empty()),
             ("cloud", s.cloud.is_some()),
         ];
-        if s.kind != "email" && s.kind != "jira" {
+        let snow_fields = [
+            ("caller", s.caller.is_some()),
+            ("assignment_group", s.assignment_group.is_some()),
+            ("close_codes", !s.close_codes.is_empty()),
+        ];
+        if s.kind != "servicenow" {
+            unused(&snow_fields)?;
+        }
+        if !matches!(s.kind.as_str(), "email" | "jira" | "servicenow") {
             unused(&email_fields)?;
         }
         if s.kind != "jira" {
             unused(&ticket_fields)?;
         }
         let kind = match s.kind.as_str() {
+            "servicenow" => {
+                unused(&matrix_fields)?;
+                unused(&url_fields)?;
+                unused(&chat_fields)?;
+                unused(&ticket_fields)?;
+                unused(&email_fields[..4])?;
+                unused(&email_fields[7..])?;
+                unused(&[
+                    ("secret_env", s.secret_env.is_some()),
+                    ("secret_file", s.secret_file.is_some()),
+                    ("headers", !s.headers.is_empty()),
+                ])?;
+                let url = http_url(&key, &s.url, "servicenow")?;
+                let password = read_secret(&key, ("password_env", &s.password_env), ("password_file", &s.password_file))?;
+                let token = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?;
+                use crate::sinks::servicenow::Auth;
+                let auth = match (&s.username, password, token) {
+                    (Some(user), Some(password), None) => Auth::Basic { user: user.clone(), password },
+                    (None, None, Some(t)) => Auth::Bearer(t),
+                    _ => {
+                        return Err(invalid(
+                            key("username"),
+                            "give username with password_env or password_file (basic auth), or token_env or token_file (OAuth bearer)",
+                        ))
+                    }
+                };
+                let mut close_codes = crate::sinks::servicenow::default_close_codes();
+                for (code, name) in &s.close_codes {
+                    if !close_codes.contains_key(code) {
+                        return Err(invalid(
+                            format!("sinks[{i}].close_codes.{code}"),
+                            "expected a resolution code: fixed, workaround, no_fault_found, duplicate, false_positive, alerts_cleared",
+                        ));
+                    }
+                    close_codes.insert(code.clone(), name.clone());
+                }
+                Kind::ServiceNow(crate::sinks::servicenow::Settings {
+                    url,
+                    auth,
+                    caller: s.caller.clone(),
+                    assignment_group: s.assignment_group.clone(),
+                    close_codes,
+                })
+            }
             "jira" => {
                 unused(&matrix_fields)?;
                 unused(&url_fields)?;
@@ -656,7 +714,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost, mattermost_webhook or jira"
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost, mattermost_webhook, jira or servicenow"
                 ),
                 ))
             }

@@ -20,6 +20,7 @@ pub mod email;
 pub mod jira;
 pub mod matrix;
 pub mod mattermost;
+pub mod servicenow;
 pub mod slack;
 pub mod teams;
 pub mod templates;
@@ -85,6 +86,7 @@ pub enum Kind {
     Mattermost(mattermost::Settings),
     MattermostWebhook(mattermost::WebhookSettings),
     Jira(jira::Settings),
+    ServiceNow(servicenow::Settings),
 }
 
 impl Kind {
@@ -99,6 +101,7 @@ impl Kind {
             Kind::Mattermost(_) => "mattermost",
             Kind::MattermostWebhook(_) => "mattermost_webhook",
             Kind::Jira(_) => "jira",
+            Kind::ServiceNow(_) => "servicenow",
         }
     }
 }
@@ -137,6 +140,14 @@ impl SinkSettings {
                 "issue_type": j.issue_type, "priorities": j.priorities,
                 "resolve_transition": j.resolve_transition, "close_transition": j.close_transition,
                 "reopen_transition": j.reopen_transition, "labels": j.labels,
+            }),
+            Kind::ServiceNow(x) => serde_json::json!({
+                "url": x.url,
+                "auth": match &x.auth {
+                    servicenow::Auth::Basic { user, .. } => serde_json::json!({"basic": user}),
+                    servicenow::Auth::Bearer(_) => serde_json::json!("bearer"),
+                },
+                "caller": x.caller, "assignment_group": x.assignment_group, "close_codes": x.close_codes,
             }),
             Kind::Email(e) => serde_json::json!({
                 "smtp_host": e.host,
@@ -199,6 +210,7 @@ pub enum Sink {
     MattermostWebhook(mattermost::MattermostWebhook),
     /// Boxed: its settings are large.
     Jira(Box<jira::Jira>),
+    ServiceNow(servicenow::ServiceNow),
 }
 
 impl Sink {
@@ -220,6 +232,7 @@ impl Sink {
                 Sink::MattermostWebhook(mattermost::MattermostWebhook::new(x, client))
             }
             Kind::Jira(j) => Sink::Jira(Box::new(jira::Jira::new(j, client))),
+            Kind::ServiceNow(x) => Sink::ServiceNow(servicenow::ServiceNow::new(x, client)),
             Kind::Email(e) => Sink::Email(Box::new(
                 email::Email::new(&settings.name, e, settings.timeout)
                     .map_err(|err| format!("sink {}: {err}", settings.name))?,
@@ -230,7 +243,10 @@ impl Sink {
     /// Whether an attempt with no earlier reference creates something a repeat would
     /// create twice and that can be looked up (the worker records its start first).
     pub fn looks_up_creates(&self) -> bool {
-        matches!(self, Sink::Slack(_) | Sink::Mattermost(_) | Sink::Jira(_))
+        matches!(
+            self,
+            Sink::Slack(_) | Sink::Mattermost(_) | Sink::Jira(_) | Sink::ServiceNow(_)
+        )
     }
 
     pub async fn deliver(&self, m: &Message<'_>) -> Outcome {
@@ -244,6 +260,7 @@ impl Sink {
             Sink::Mattermost(x) => x.deliver(m).await,
             Sink::MattermostWebhook(x) => x.deliver(m).await,
             Sink::Jira(x) => x.deliver(m).await,
+            Sink::ServiceNow(x) => x.deliver(m).await,
         }
     }
 }
