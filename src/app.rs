@@ -310,6 +310,7 @@ impl Daemon {
             queue,
             outbox,
             slack_apps: http::SlackApps::new(&settings.sinks),
+            tickets: http::TicketSinks::new(&settings.sinks),
             metrics,
             tokens: tokens.clone(),
             rules: rules.clone(),

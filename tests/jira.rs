@@ -341,3 +341,115 @@ async fn a_crash_after_jira_created_the_issue_finds_it_by_label() {
         .iter()
         .any(|r| r.path == "/rest/api/3/search/jql"));
 }
+
+/// A Jira webhook as Jira sends it, signed with the secret.
+async fn jira_webhook(d: &Daemon, body: &Value, secret: Option<&str>) -> (u16, Value) {
+    use hmac::{Hmac, Mac};
+    let bytes = body.to_string();
+    let mut req = d
+        .client
+        .post(d.url("/api/v1/webhooks/jira"))
+        .header("content-type", "application/json")
+        .body(bytes.clone());
+    if let Some(s) = secret {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(s.as_bytes()).unwrap();
+        mac.update(bytes.as_bytes());
+        req = req.header(
+            "X-Hub-Signature",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        );
+    }
+    common::status_json(req.send().await.unwrap()).await
+}
+
+fn issue(key: &str, label: &str, status: &str, category: &str) -> Value {
+    json!({"id": "10001", "key": key, "self": "http://jira/rest/api/2/issue/10001",
+           "fields": {"labels": ["triaged", label, "sre"],
+                      "status": {"name": status, "statusCategory": {"key": category, "name": status}},
+                      "resolution": if category == "done" { json!({"name": "Done"}) } else { Value::Null }}})
+}
+
+#[tokio::test]
+async fn comments_and_a_resolution_in_jira_come_back_without_echo() {
+    const SECRET: &str = "jira-webhook-secret-0123";
+    std::env::set_var("TRIAGED_TEST_JIRA_HOOK", SECRET);
+    let (rx, state) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &jira_sink(&rx.url(""), "secret_env = \"TRIAGED_TEST_JIRA_HOOK\""),
+    )
+    .await;
+    fire(&d.url(AM_PATH)).await;
+    settled(&d, 1).await;
+    let jane = json!({"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": "Jane Doe"});
+    let comment = |body: &str| {
+        json!({"timestamp": 1700000000000u64, "webhookEvent": "comment_created",
+               "comment": {"id": "10100", "body": body, "author": jane},
+               "issue": issue("OPS-1", "triaged-INC-1", "Open", "new")})
+    };
+    // Unsigned or badly signed: refused.
+    let (code, _) = jira_webhook(&d, &comment("hi"), None).await;
+    assert_eq!(code, 401);
+    let (code, _) = jira_webhook(&d, &comment("hi"), Some("wrong-secret")).await;
+    assert_eq!(code, 401);
+    let (code, out) = jira_webhook(
+        &d,
+        &comment("the disk controller is replaced"),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(
+        (code, out["action"].as_str()),
+        (200, Some("comment")),
+        "{out}"
+    );
+    // triaged's own comment (its marker) and other issues are not taken.
+    let own = format!("Acknowledged.\n\n{}", "— posted by triaged");
+    let (_, out) = jira_webhook(&d, &comment(&own), Some(SECRET)).await;
+    assert!(out["ignored"].is_string(), "{out}");
+    let mut other = comment("x");
+    other["issue"] = issue("OPS-9", "triaged-INC-1", "Open", "new");
+    let (_, out) = jira_webhook(&d, &other, Some(SECRET)).await;
+    assert_eq!(out["ignored"], "the issue is not the incident's ticket");
+    // Done in Jira: resolved here, as Jane, with Jira's resolution.
+    let done = json!({"timestamp": 1700000001000u64, "webhookEvent": "jira:issue_updated",
+                      "issue_event_type_name": "issue_generic", "user": jane,
+                      "issue": issue("OPS-1", "triaged-INC-1", "Done", "done"),
+                      "changelog": {"items": [{"field": "status", "fromString": "Open", "toString": "Done"}]}});
+    let (code, out) = jira_webhook(&d, &done, Some(SECRET)).await;
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (200, Some("resolved")),
+        "{out}"
+    );
+    let (_, inc) = d.get("/api/v1/incidents/INC-1").await;
+    assert_eq!(inc["resolution"]["note"], "OPS-1 resolved in Jira: Done");
+    let tl = inc["timeline"].as_array().unwrap();
+    assert!(
+        tl.iter().any(|e| e["action"] == "comment"
+            && e["actor"] == "jira:Jane Doe"
+            && e["detail"] == "OPS-1: the disk controller is replaced"),
+        "{inc}"
+    );
+    assert!(
+        tl.iter()
+            .any(|e| e["action"] == "resolved" && e["actor"] == "jira:Jane Doe"),
+        "{inc}"
+    );
+    // The same webhook again changes nothing; what came from Jira is not sent back.
+    let (_, out) = jira_webhook(&d, &done, Some(SECRET)).await;
+    assert!(
+        out["ignored"].as_str().unwrap().contains("resolved"),
+        "{out}"
+    );
+    for seq in 2..=3 {
+        assert_eq!(
+            settled(&d, seq).await["deliveries"][0]["state"],
+            "delivered"
+        );
+    }
+    let comments = state.lock().unwrap().comments.len();
+    assert_eq!(comments, 0, "an echo of Jira's own change");
+    d.stop().await;
+}

@@ -256,3 +256,70 @@ async fn a_wrong_password_is_a_dead_letter_and_a_crash_finds_the_ticket_by_corre
         "a second ticket after the restart"
     );
 }
+
+#[tokio::test]
+async fn a_servicenow_resolution_and_comments_come_back_without_echo() {
+    std::env::set_var("TRIAGED_TEST_SNOW_HOOK", "snow-outbound-secret-01");
+    let state: Arc<Mutex<Instance>> = Arc::default();
+    let st = state.clone();
+    let rx = Receiver::start_on(0, move |r| table_api(&st, r)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &snow_sink(&rx.url(""), "snow-password").replace(
+            "[sinks.close_codes]",
+            "secret_env = \"TRIAGED_TEST_SNOW_HOOK\"\n[sinks.close_codes]",
+        ),
+    )
+    .await;
+    fire(&d.url(AM_PATH)).await;
+    settled(&d, 1).await;
+    let sys_id = format!("{:032x}", 1);
+    let post = |body: Value, secret: &str| {
+        let req = d
+            .client
+            .post(d.url(&format!("/api/v1/webhooks/servicenow?secret={secret}")))
+            .json(&body)
+            .send();
+        async move { common::status_json(req.await.unwrap()).await }
+    };
+    let update = json!({"sys_id": sys_id, "number": "INC0010001", "correlation_id": "INC-1",
+                        "state": "2", "comments": "vendor engaged", "sys_updated_by": "jane.doe"});
+    assert_eq!(post(update.clone(), "wrong").await.0, 401);
+    let (code, out) = post(update, "snow-outbound-secret-01").await;
+    assert_eq!(code, 200, "{out}");
+    let resolved = json!({"sys_id": sys_id, "number": "INC0010001", "correlation_id": "INC-1",
+                          "state": "6", "close_code": "Solution provided",
+                          "close_notes": "replaced the controller", "sys_updated_by": "jane.doe"});
+    let (code, out) = post(resolved, "snow-outbound-secret-01").await;
+    assert_eq!(
+        (code, out["done"][0]["status"].as_str()),
+        (200, Some("resolved")),
+        "{out}"
+    );
+    let (_, inc) = d.get("/api/v1/incidents/INC-1").await;
+    assert_eq!(
+        inc["resolution"]["note"],
+        "INC0010001 resolved in ServiceNow (Solution provided): replaced the controller"
+    );
+    let tl = inc["timeline"].as_array().unwrap();
+    assert!(
+        tl.iter().any(|e| e["action"] == "comment"
+            && e["actor"] == "servicenow:jane.doe"
+            && e["detail"] == "INC0010001: vendor engaged"),
+        "{inc}"
+    );
+    // Neither the comment nor the resolution goes back as a work note.
+    for seq in 2..=3 {
+        assert_eq!(
+            settled(&d, seq).await["deliveries"][0]["state"],
+            "delivered"
+        );
+    }
+    let notes = state.lock().unwrap().incidents[0]["work_notes_list"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(notes, 0);
+    d.stop().await;
+}

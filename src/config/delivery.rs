@@ -82,7 +82,8 @@ pub struct RawSink {
     /// Chat users allowed to act on incidents from chat (empty: anyone who can).
     #[serde(default)]
     pub allowed_users: Vec<String>,
-    /// The signing secret, from an environment variable (webhook: HMAC-SHA256).
+    /// The signing secret, from an environment variable (webhook: HMAC-SHA256 of what
+    /// triaged sends; jira, servicenow: what checks their webhooks to triaged).
     pub secret_env: Option<String>,
     /// The signing secret, from a file (its first line).
     pub secret_file: Option<PathBuf>,
@@ -392,11 +393,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 unused(&ticket_fields)?;
                 unused(&email_fields[..4])?;
                 unused(&email_fields[7..])?;
-                unused(&[
-                    ("secret_env", s.secret_env.is_some()),
-                    ("secret_file", s.secret_file.is_some()),
-                    ("headers", !s.headers.is_empty()),
-                ])?;
+                unused(&[("headers", !s.headers.is_empty())])?;
                 let url = http_url(&key, &s.url, "servicenow")?;
                 let password = read_secret(&key, ("password_env", &s.password_env), ("password_file", &s.password_file))?;
                 let token = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?;
@@ -427,6 +424,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                     caller: s.caller.clone(),
                     assignment_group: s.assignment_group.clone(),
                     close_codes,
+                    webhook_secret: read_secret(&key, ("secret_env", &s.secret_env), ("secret_file", &s.secret_file))?,
                 })
             }
             "jira" => {
@@ -436,11 +434,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 // Everything of email's but username (Jira Cloud's account email).
                 unused(&email_fields[..4])?;
                 unused(&email_fields[5..])?;
-                unused(&[
-                    ("secret_env", s.secret_env.is_some()),
-                    ("secret_file", s.secret_file.is_some()),
-                    ("headers", !s.headers.is_empty()),
-                ])?;
+                unused(&[("headers", !s.headers.is_empty())])?;
                 let url = http_url(&key, &s.url, "jira")?;
                 let token = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?
                     .ok_or_else(|| invalid(key("token_env"), "a jira sink needs an API token (Cloud, with username) or a personal access token (token_env or token_file)"))?;
@@ -474,6 +468,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                     close_transition: s.close_transition.clone(),
                     reopen_transition: s.reopen_transition.clone(),
                     labels: s.labels.clone(),
+                    webhook_secret: read_secret(&key, ("secret_env", &s.secret_env), ("secret_file", &s.secret_file))?,
                 })
             }
             "email" => {

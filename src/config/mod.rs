@@ -1335,7 +1335,9 @@ fn webhooks(raw: &[RawWebhook]) -> Result<Vec<Webhook>, Invalid> {
                 format!("expected 1 to 64 of a-z, 0-9, - and _, got {:?}", w.name),
             ));
         }
-        if w.name == "alertmanager" || out.iter().any(|o| o.name == w.name) {
+        if ["alertmanager", "jira", "servicenow"].contains(&w.name.as_str())
+            || out.iter().any(|o| o.name == w.name)
+        {
             return Err(invalid(key("name"), format!("{:?} is taken", w.name)));
         }
         let plain = !w.mapping.is_empty()

@@ -15,6 +15,8 @@ mod outbox;
 mod records;
 mod reports;
 mod silences;
+mod tickets;
+pub use tickets::{TicketSinks, MARKER as TICKET_MARKER};
 mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +48,8 @@ pub struct Shared {
     pub outbox: crate::outbox::worker::Handle,
     /// Slack sinks whose buttons act on incidents.
     pub slack_apps: chat::SlackApps,
+    /// Ticketing sinks whose tickets update incidents.
+    pub tickets: tickets::TicketSinks,
     pub metrics: Arc<Metrics>,
     /// Replaced when SIGHUP reloads the config.
     pub tokens: Arc<std::sync::RwLock<Vec<Token>>>,
@@ -106,6 +110,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/alertmanager",
             post(webhooks::alertmanager),
         )
+        .route("/api/v1/webhooks/jira", post(tickets::jira))
+        .route("/api/v1/webhooks/servicenow", post(tickets::servicenow))
         .route("/api/v1/webhooks/{name}", post(webhooks::named))
         .route("/api/v1/incidents", get(records::list_incidents))
         .route(

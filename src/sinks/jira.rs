@@ -36,6 +36,8 @@ pub struct Settings {
     pub close_transition: Option<String>,
     pub reopen_transition: Option<String>,
     pub labels: Vec<String>,
+    /// Checks Jira's webhooks (`POST /api/v1/webhooks/jira`).
+    pub webhook_secret: Option<Secret>,
 }
 
 /// The label that finds an incident's issue again.
@@ -178,12 +180,16 @@ impl Jira {
                 .await?;
             return Ok(v["key"].as_str().map(str::to_string));
         };
+        // What came from Jira (a person's comment or resolution there) is not echoed.
+        if m.event.by.starts_with("jira:") {
+            return Ok(None);
+        }
         self.call(
             self.request(
                 reqwest::Method::POST,
                 &format!("/rest/api/2/issue/{key}/comment"),
             )
-            .json(&json!({"body": m.text})),
+            .json(&json!({"body": format!("{}\n\n{}", m.text, crate::http::TICKET_MARKER)})),
         )
         .await?;
         let transition = match m.event.kind {

@@ -40,6 +40,8 @@ pub struct Settings {
     pub assignment_group: Option<String>,
     /// Close codes by resolution code.
     pub close_codes: BTreeMap<String, String>,
+    /// Checks ServiceNow's outbound messages (`POST /api/v1/webhooks/servicenow`).
+    pub webhook_secret: Option<Secret>,
 }
 
 /// ServiceNow's close codes (Utah and later) for each resolution code.
@@ -152,7 +154,12 @@ impl ServiceNow {
                 .await?;
             return Ok(v["result"]["sys_id"].as_str().map(str::to_string));
         };
-        let mut patch = json!({"work_notes": m.text});
+        // What came from ServiceNow is not echoed.
+        if m.event.by.starts_with("servicenow:") {
+            return Ok(None);
+        }
+        let mut patch =
+            json!({"work_notes": format!("{}\n\n{}", m.text, crate::http::TICKET_MARKER)});
         match m.event.kind {
             EventKind::Acknowledged | EventKind::Reopened => patch["state"] = json!(IN_PROGRESS),
             EventKind::Resolved => {
