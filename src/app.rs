@@ -294,6 +294,15 @@ impl Daemon {
         )
         .map_err(anyhow::Error::msg)?;
         for s in &settings.sinks {
+            if let crate::sinks::Kind::Redmine(r) = &s.kind {
+                outbox_tasks.spawn(crate::sinks::redmine::poll(
+                    s.name.clone(),
+                    r.clone(),
+                    store.clone(),
+                    queue.clone(),
+                    outbox_stop.clone(),
+                ));
+            }
             if let crate::sinks::Kind::Matrix(m) = &s.kind {
                 if !m.allowed_users.is_empty() {
                     outbox_tasks.spawn(crate::sinks::matrix::listen(

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine, then runs all of it:
 # formatting, clippy (warnings are errors) and every test, including the end-to-end
-# tests against Debian's Prometheus and Alertmanager, Matrix Synapse and an SMTP
-# server (aiosmtpd).
+# tests against Debian's Prometheus, Alertmanager and Redmine, Matrix Synapse and an
+# SMTP server (aiosmtpd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# Redmine for the ticketing tests (its packaged sqlite database, served by thin).
+[ -f /var/lib/dbconfig-common/sqlite3/redmine/instances/default/redmine_default ] || missing+=(redmine redmine-sqlite)
+command -v thin >/dev/null 2>&1 || missing+=(thin)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]}"
     as_root apt-get update -qq

@@ -73,6 +73,16 @@ pub struct RawSink {
     #[serde(default)]
     pub labels: Vec<String>,
     pub cloud: Option<bool>,
+    /// Redmine: the tracker of new issues, priority ids per P1–P5, the status ids for
+    /// resolved, closed, cancelled and reopened, and how often linked issues are read.
+    pub tracker_id: Option<u64>,
+    #[serde(default)]
+    pub priority_ids: BTreeMap<String, u64>,
+    pub resolve_status_id: Option<u64>,
+    pub close_status_id: Option<u64>,
+    pub cancel_status_id: Option<u64>,
+    pub reopen_status_id: Option<u64>,
+    pub poll_interval_secs: Option<u64>,
     /// ServiceNow: the caller and assignment group of new incidents, and close codes by
     /// resolution code (default: the Utah names, `Solution provided` …).
     pub caller: Option<String>,
@@ -376,6 +386,18 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             ("assignment_group", s.assignment_group.is_some()),
             ("close_codes", !s.close_codes.is_empty()),
         ];
+        let redmine_fields = [
+            ("tracker_id", s.tracker_id.is_some()),
+            ("priority_ids", !s.priority_ids.is_empty()),
+            ("resolve_status_id", s.resolve_status_id.is_some()),
+            ("close_status_id", s.close_status_id.is_some()),
+            ("cancel_status_id", s.cancel_status_id.is_some()),
+            ("reopen_status_id", s.reopen_status_id.is_some()),
+            ("poll_interval_secs", s.poll_interval_secs.is_some()),
+        ];
+        if s.kind != "redmine" {
+            unused(&redmine_fields)?;
+        }
         if s.kind != "servicenow" {
             unused(&snow_fields)?;
         }
@@ -383,9 +405,48 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
             unused(&email_fields)?;
         }
         if s.kind != "jira" {
-            unused(&ticket_fields)?;
+            // Redmine shares the project key.
+            unused(&ticket_fields[usize::from(s.kind == "redmine")..])?;
         }
         let kind = match s.kind.as_str() {
+            "redmine" => {
+                unused(&matrix_fields)?;
+                unused(&url_fields)?;
+                unused(&chat_fields)?;
+                unused(&email_fields)?;
+                unused(&hook_fields[1..])?;
+                let url = http_url(&key, &s.url, "redmine")?;
+                let key_secret = read_secret(&key, ("token_env", &s.token_env), ("token_file", &s.token_file))?
+                    .ok_or_else(|| invalid(key("token_env"), "a redmine sink needs an API key (token_env or token_file)"))?;
+                let project = s
+                    .project
+                    .clone()
+                    .filter(|p| !p.trim().is_empty())
+                    .ok_or_else(|| invalid(key("project"), "a redmine sink needs a project identifier"))?;
+                let mut priority_ids = [5, 4, 3, 2, 1];
+                for (p, id) in &s.priority_ids {
+                    let p: crate::incidents::Priority = p
+                        .parse()
+                        .map_err(|e| invalid(format!("sinks[{i}].priority_ids.{p}"), e))?;
+                    priority_ids[p as usize] = *id;
+                }
+                let poll = s.poll_interval_secs.unwrap_or(60);
+                if !(1..=86_400).contains(&poll) {
+                    return Err(invalid(key("poll_interval_secs"), "expected 1 to 86400"));
+                }
+                Kind::Redmine(crate::sinks::redmine::Settings {
+                    url,
+                    key: key_secret,
+                    project,
+                    tracker_id: s.tracker_id,
+                    priority_ids,
+                    resolve_status_id: s.resolve_status_id.unwrap_or(3),
+                    close_status_id: s.close_status_id.unwrap_or(5),
+                    cancel_status_id: s.cancel_status_id.unwrap_or(6),
+                    reopen_status_id: s.reopen_status_id.unwrap_or(2),
+                    poll_interval: Duration::from_secs(poll),
+                })
+            }
             "servicenow" => {
                 unused(&matrix_fields)?;
                 unused(&url_fields)?;
@@ -709,7 +770,7 @@ pub fn sinks(raw: &[RawSink]) -> Result<Vec<SinkSettings>, Invalid> {
                 return Err(invalid(
                     key("type"),
                     format!(
-                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost, mattermost_webhook, jira or servicenow"
+                    "unknown sink type {other:?}, expected webhook, slack, slack_webhook, matrix, email, teams, mattermost, mattermost_webhook, jira, servicenow or redmine"
                 ),
                 ))
             }

@@ -20,6 +20,7 @@ pub mod email;
 pub mod jira;
 pub mod matrix;
 pub mod mattermost;
+pub mod redmine;
 pub mod servicenow;
 pub mod slack;
 pub mod teams;
@@ -87,6 +88,7 @@ pub enum Kind {
     MattermostWebhook(mattermost::WebhookSettings),
     Jira(jira::Settings),
     ServiceNow(servicenow::Settings),
+    Redmine(redmine::Settings),
 }
 
 impl Kind {
@@ -102,6 +104,7 @@ impl Kind {
             Kind::MattermostWebhook(_) => "mattermost_webhook",
             Kind::Jira(_) => "jira",
             Kind::ServiceNow(_) => "servicenow",
+            Kind::Redmine(_) => "redmine",
         }
     }
 }
@@ -148,6 +151,12 @@ impl SinkSettings {
                     servicenow::Auth::Bearer(_) => serde_json::json!("bearer"),
                 },
                 "caller": x.caller, "assignment_group": x.assignment_group, "close_codes": x.close_codes,
+            }),
+            Kind::Redmine(r) => serde_json::json!({
+                "url": r.url, "project": r.project, "tracker_id": r.tracker_id,
+                "priority_ids": r.priority_ids, "resolve_status_id": r.resolve_status_id,
+                "close_status_id": r.close_status_id, "cancel_status_id": r.cancel_status_id,
+                "reopen_status_id": r.reopen_status_id, "poll_interval_secs": r.poll_interval.as_secs(),
             }),
             Kind::Email(e) => serde_json::json!({
                 "smtp_host": e.host,
@@ -211,6 +220,7 @@ pub enum Sink {
     /// Boxed: its settings are large.
     Jira(Box<jira::Jira>),
     ServiceNow(servicenow::ServiceNow),
+    Redmine(redmine::Redmine),
 }
 
 impl Sink {
@@ -233,6 +243,7 @@ impl Sink {
             }
             Kind::Jira(j) => Sink::Jira(Box::new(jira::Jira::new(j, client))),
             Kind::ServiceNow(x) => Sink::ServiceNow(servicenow::ServiceNow::new(x, client)),
+            Kind::Redmine(x) => Sink::Redmine(redmine::Redmine::new(x, client)),
             Kind::Email(e) => Sink::Email(Box::new(
                 email::Email::new(&settings.name, e, settings.timeout)
                     .map_err(|err| format!("sink {}: {err}", settings.name))?,
@@ -245,7 +256,11 @@ impl Sink {
     pub fn looks_up_creates(&self) -> bool {
         matches!(
             self,
-            Sink::Slack(_) | Sink::Mattermost(_) | Sink::Jira(_) | Sink::ServiceNow(_)
+            Sink::Slack(_)
+                | Sink::Mattermost(_)
+                | Sink::Jira(_)
+                | Sink::ServiceNow(_)
+                | Sink::Redmine(_)
         )
     }
 
@@ -261,6 +276,7 @@ impl Sink {
             Sink::MattermostWebhook(x) => x.deliver(m).await,
             Sink::Jira(x) => x.deliver(m).await,
             Sink::ServiceNow(x) => x.deliver(m).await,
+            Sink::Redmine(x) => x.deliver(m).await,
         }
     }
 }

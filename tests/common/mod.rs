@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod redmine;
 pub mod synapse;
 
 use std::net::SocketAddr;
@@ -309,6 +310,30 @@ impl Peer {
         let child = std::process::Command::new(program)
             .args(args)
             .current_dir(dir)
+            .stdout(std::process::Stdio::from(out.try_clone().unwrap()))
+            .stderr(std::process::Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (tests/run.sh installs it): {e}"));
+        Peer { name, child, log }
+    }
+}
+
+impl Peer {
+    /// Like `start`, run in `cwd` with extra environment variables; the log in `log_dir`.
+    pub fn start_in(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        cwd: &std::path::Path,
+        log_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Peer {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(cwd)
             .stdout(std::process::Stdio::from(out.try_clone().unwrap()))
             .stderr(std::process::Stdio::from(out))
             .spawn()
