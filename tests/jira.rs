@@ -24,7 +24,8 @@ struct Jira {
 
 fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{TOKEN}"));
-    if r.header("authorization") != Some(&format!("Basic {basic}")) {
+    let auth = r.header("authorization");
+    if auth != Some(&format!("Basic {basic}")) && auth != Some("Bearer dc-personal-access-token") {
         return Answer::json(
             401,
             json!({"errorMessages": ["You are not authenticated."], "errors": {}}),
@@ -77,7 +78,8 @@ fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
                                      "self": format!("http://jira/rest/api/2/issue/{}", 10000 + n)}),
             )
         }
-        ("GET", "/rest/api/3/search/jql") => {
+        // Cloud's enhanced search, and Data Center's.
+        ("GET", "/rest/api/3/search/jql" | "/rest/api/2/search") => {
             let jql = form_urlencoded::parse(r.query.as_bytes())
                 .find(|(k, _)| k == "jql")
                 .map(|(_, v)| v.into_owned())
@@ -451,5 +453,62 @@ async fn comments_and_a_resolution_in_jira_come_back_without_echo() {
     }
     let comments = state.lock().unwrap().comments.len();
     assert_eq!(comments, 0, "an echo of Jira's own change");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_token_is_a_dead_letter() {
+    let (rx, state) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("TRIAGED_TEST_JIRA_WRONG", "not-the-token");
+    let d = Daemon::start(
+        dir.path(),
+        &jira_sink(&rx.url(""), "").replace("TRIAGED_TEST_JIRA_TOKEN", "TRIAGED_TEST_JIRA_WRONG"),
+    )
+    .await;
+    fire(&d.url(AM_PATH)).await;
+    let v = settled(&d, 1).await;
+    let del = &v["deliveries"][0];
+    assert_eq!(
+        (del["state"].as_str(), del["status"].as_u64()),
+        (Some("dead"), Some(401)),
+        "{v}"
+    );
+    assert!(
+        del["response"]
+            .as_str()
+            .unwrap()
+            .contains("not authenticated"),
+        "{v}"
+    );
+    assert!(state.lock().unwrap().issues.is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn data_center_takes_a_personal_access_token_and_its_own_search() {
+    let (rx, state) = fake().await;
+    rx.script([Answer::status(503)]);
+    std::env::set_var("TRIAGED_TEST_JIRA_PAT", "dc-personal-access-token");
+    let dir = tempfile::tempdir().unwrap();
+    let config = jira_sink(&rx.url(""), "")
+        .replace("cloud = true\n", "cloud = false\n")
+        .replace(&format!("username = \"{AUTH_USER}\"\n"), "")
+        .replace("TRIAGED_TEST_JIRA_TOKEN", "TRIAGED_TEST_JIRA_PAT");
+    let d = Daemon::start(dir.path(), &config).await;
+    fire(&d.url(AM_PATH)).await;
+    let v = settled(&d, 1).await;
+    assert_eq!(v["deliveries"][0]["state"], "delivered", "{v}");
+    let paths: Vec<String> = rx.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/rest/api/2/issue",
+            "/rest/api/2/search",
+            "/rest/api/2/issue"
+        ],
+        "after a failed create it looks first"
+    );
+    assert_eq!(state.lock().unwrap().issues.len(), 1);
     d.stop().await;
 }

@@ -323,3 +323,43 @@ async fn a_servicenow_resolution_and_comments_come_back_without_echo() {
     assert_eq!(notes, 0);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn servicenow_429_is_retried_and_a_400_is_a_dead_letter() {
+    let state: Arc<Mutex<Instance>> = Arc::default();
+    let st = state.clone();
+    let rx = Receiver::start_on(0, move |r| table_api(&st, r)).await;
+    rx.script(
+        [failure(429, "Too Many Requests", "rate limit exceeded").header("Retry-After", "1")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &snow_sink(&rx.url(""), "snow-password")).await;
+    fire(&d.url(AM_PATH)).await;
+    let v = settled(&d, 1).await;
+    assert_eq!(v["deliveries"][0]["state"], "delivered", "{v}");
+    assert_eq!(v["deliveries"][0]["attempts"], 2);
+    let got = rx.requests();
+    assert!(got[1].at.duration_since(got[0].at) >= Duration::from_millis(900));
+    // A field the instance refuses: a dead letter with its message.
+    rx.script([failure(
+        400,
+        "Invalid field",
+        "work_notes is read only for this user",
+    )]);
+    let (code, _) = d
+        .post_json("/api/v1/incidents/INC-1/comment", &json!({"text": "x"}))
+        .await;
+    assert_eq!(code, 200);
+    let v = settled(&d, 2).await;
+    let del = &v["deliveries"][0];
+    assert_eq!(
+        (del["state"].as_str(), del["status"].as_u64()),
+        (Some("dead"), Some(400)),
+        "{v}"
+    );
+    assert!(
+        del["response"].as_str().unwrap().contains("read only"),
+        "{v}"
+    );
+    d.stop().await;
+}
