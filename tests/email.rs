@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::synapse::venv;
-use common::{am_alert, am_payload, free_port, wait_for, Daemon, Peer, AM_PATH};
+use common::{am_alert, am_payload, free_port, settled, wait_for, Daemon, Peer, AM_PATH};
 use serde_json::{json, Value};
 
 const PICKY: &str = r#"from aiosmtpd.handlers import Mailbox
@@ -110,19 +110,6 @@ async fn fire(d: &Daemon, alertname: &str) {
     let labels = json!({"alertname": alertname, "service": "db", "severity": "critical"});
     let body = am_payload(vec![am_alert("firing", labels, "2026-11-30T00:00:00Z")]);
     assert_eq!(d.post_json(AM_PATH, &body).await.0, 200);
-}
-
-async fn settled(d: &Daemon, seq: u64) -> Value {
-    wait_for(
-        20,
-        &format!("outbox event {seq} to settle"),
-        || async move {
-            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
-            let ds = v["deliveries"].as_array()?.clone();
-            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
-        },
-    )
-    .await
 }
 
 #[tokio::test]

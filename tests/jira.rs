@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use common::{
+    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
+};
 use serde_json::{json, Value};
 
 const AUTH_USER: &str = "sre@example.com";
@@ -193,19 +195,6 @@ async fn fire(url: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-}
-
-async fn settled(d: &Daemon, seq: u64) -> Value {
-    wait_for(
-        20,
-        &format!("outbox event {seq} to settle"),
-        || async move {
-            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
-            let ds = v["deliveries"].as_array()?.clone();
-            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
-        },
-    )
-    .await
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::receiver::{Answer, Receiver};
-use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use common::{
+    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
+};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 
@@ -44,21 +46,6 @@ async fn act(d: &Daemon, id: &str, action: &str, body: Value) -> Value {
         .await;
     assert_eq!(code, 200, "{action} {id}: {out}");
     out
-}
-
-/// The deliveries of outbox event `seq`, once every one of them left `pending`.
-async fn settled(d: &Daemon, seq: u64) -> Value {
-    wait_for(
-        20,
-        &format!("outbox event {seq} to settle"),
-        || async move {
-            let (code, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
-            let ds = v["deliveries"].as_array()?;
-            (code == 200 && !ds.is_empty() && ds.iter().all(|x| x["state"] != "pending"))
-                .then_some(v)
-        },
-    )
-    .await
 }
 
 fn metric(text: &str, line_start: &str) -> f64 {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::redmine::{Redmine, KEY};
-use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use common::{
+    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,19 +36,6 @@ async fn fire(url: &str, alertname: &str, severity: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-}
-
-async fn settled(d: &Daemon, seq: u64) -> Value {
-    wait_for(
-        30,
-        &format!("outbox event {seq} to settle"),
-        || async move {
-            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
-            let ds = v["deliveries"].as_array()?.clone();
-            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
-        },
-    )
-    .await
 }
 
 async fn issue(rm: &Redmine, id: &str) -> Value {

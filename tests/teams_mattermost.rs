@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use common::{
+    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
+};
 use serde_json::{json, Value};
 
 async fn fire(url: &str, alertname: &str) {
@@ -21,19 +23,6 @@ async fn fire(url: &str, alertname: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-}
-
-async fn settled(d: &Daemon, seq: u64) -> Value {
-    wait_for(
-        20,
-        &format!("outbox event {seq} to settle"),
-        || async move {
-            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
-            let ds = v["deliveries"].as_array()?.clone();
-            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
-        },
-    )
-    .await
 }
 
 /// A Teams workflow trigger: Adaptive Cards wrapped in a message, 202 Accepted.

@@ -193,6 +193,21 @@ where
     }
 }
 
+/// Outbox event `seq` once every one of its deliveries left `pending` (as
+/// `GET /api/v1/outbox/{seq}` shows it), for at most 30 s.
+pub async fn settled(d: &Daemon, seq: u64) -> Value {
+    wait_for(
+        30,
+        &format!("outbox event {seq} to settle"),
+        || async move {
+            let (_, v) = d.get(&format!("/api/v1/outbox/{seq}")).await;
+            let ds = v["deliveries"].as_array()?.clone();
+            (!ds.is_empty() && ds.iter().all(|x| x["state"] != "pending")).then_some(v)
+        },
+    )
+    .await
+}
+
 /// Polls `url` until it answers 2xx, for at most `secs` seconds.
 pub async fn wait_ready(client: &reqwest::Client, url: &str, secs: u64, what: &str) {
     wait_for(secs, what, || {
