@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::receiver::{Answer, Received, Receiver};
-use common::{
-    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
-};
+use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 const AUTH_USER: &str = "sre@example.com";
@@ -302,17 +300,13 @@ async fn a_crash_after_jira_created_the_issue_finds_it_by_label() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
+    let child = common::crash_at_first_request(
+        dir.path(),
         &jira_sink(&rx.url(""), ""),
-    );
-    let child = Child::start_with_config(dir.path(), &config).await;
-    fire(&child.url(AM_PATH)).await;
-    rx.wait_requests(1, 20).await;
-    child.signal("KILL");
-    drop(child);
-    let child = Child::start_with_config(dir.path(), &config).await;
+        &rx,
+        |url| async move { fire(&url).await },
+    )
+    .await;
     let client = reqwest::Client::new();
     wait_for(30, "the issue found after the restart", || {
         let req = client.get(child.url("/api/v1/incidents/INC-1")).send();

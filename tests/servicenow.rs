@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::receiver::{Answer, Received, Receiver};
-use common::{
-    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
-};
+use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -219,17 +217,13 @@ async fn a_wrong_password_is_a_dead_letter_and_a_crash_finds_the_ticket_by_corre
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
+    let child = common::crash_at_first_request(
+        dir.path(),
         &snow_sink(&rx.url(""), "snow-password"),
-    );
-    let child = Child::start_with_config(dir.path(), &config).await;
-    fire(&child.url(AM_PATH)).await;
-    rx.wait_requests(1, 20).await;
-    child.signal("KILL");
-    drop(child);
-    let child = Child::start_with_config(dir.path(), &config).await;
+        &rx,
+        |url| async move { fire(&url).await },
+    )
+    .await;
     let client = reqwest::Client::new();
     wait_for(30, "the ticket found after the restart", || {
         let req = client.get(child.url("/api/v1/incidents/INC-1")).send();

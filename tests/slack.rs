@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, config_toml, shipped_rules, wait_for, Child, Daemon, AM_PATH};
+use common::{am_alert, am_payload, wait_for, Daemon, AM_PATH};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 
@@ -427,17 +427,11 @@ async fn a_crash_after_slack_posted_finds_the_message_instead_of_posting_again()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
-        &slack_sink(&rx, ""),
-    );
-    let child = Child::start_with_config(dir.path(), &config).await;
-    fire(&child.url(AM_PATH), "DiskFull").await;
-    rx.wait_requests(1, 20).await;
-    child.signal("KILL");
-    drop(child);
-    let child = Child::start_with_config(dir.path(), &config).await;
+    let child =
+        common::crash_at_first_request(dir.path(), &slack_sink(&rx, ""), &rx, |url| async move {
+            fire(&url, "DiskFull").await
+        })
+        .await;
     let client = reqwest::Client::new();
     let inc = wait_for(30, "the reference found after the restart", || {
         let req = client.get(child.url("/api/v1/incidents/INC-1")).send();

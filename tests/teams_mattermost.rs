@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::receiver::{Answer, Received, Receiver};
-use common::{
-    am_alert, am_payload, config_toml, settled, shipped_rules, wait_for, Child, Daemon, AM_PATH,
-};
+use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 async fn fire(url: &str, alertname: &str) {
@@ -234,17 +232,13 @@ async fn a_crash_after_mattermost_posted_finds_the_post() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
+    let child = common::crash_at_first_request(
+        dir.path(),
         &mattermost_sink(&rx.url("")),
-    );
-    let child = Child::start_with_config(dir.path(), &config).await;
-    fire(&child.url(AM_PATH), "DiskFull").await;
-    rx.wait_requests(1, 20).await;
-    child.signal("KILL");
-    drop(child);
-    let child = Child::start_with_config(dir.path(), &config).await;
+        &rx,
+        |url| async move { fire(&url, "DiskFull").await },
+    )
+    .await;
     let client = reqwest::Client::new();
     wait_for(30, "the post found after the restart", || {
         let req = client.get(child.url("/api/v1/incidents/INC-1")).send();

@@ -193,6 +193,28 @@ where
     }
 }
 
+/// The daemon as a child with `extra` appended to its config: `start` is given its
+/// Alertmanager webhook URL to send work; once `rx` got its first request the daemon is
+/// killed with SIGKILL and started again on the same data (the restarted child).
+pub async fn crash_at_first_request<F, Fut>(
+    dir: &Path,
+    extra: &str,
+    rx: &receiver::Receiver,
+    start: F,
+) -> Child
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let config = config_toml(&dir.join("data"), &shipped_rules(), extra);
+    let child = Child::start_with_config(dir, &config).await;
+    start(child.url(AM_PATH)).await;
+    rx.wait_requests(1, 20).await;
+    child.signal("KILL");
+    drop(child);
+    Child::start_with_config(dir, &config).await
+}
+
 /// Outbox event `seq` once every one of its deliveries left `pending` (as
 /// `GET /api/v1/outbox/{seq}` shows it), for at most 30 s.
 pub async fn settled(d: &Daemon, seq: u64) -> Value {
