@@ -657,3 +657,67 @@ async fn a_sinks_rate_limit_and_concurrency_hold() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn sink_secrets_are_never_logged_or_shown() {
+    // A Slack webhook URL carries its token in the path; the sink cannot connect.
+    let port = common::free_port();
+    let secret_url = format!("http://127.0.0.1:{port}/services/T000/B000/very-secret-path-token");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook.url"), &secret_url).unwrap();
+    let extra = format!(
+        "[log]\nlevel = \"debug\"\n[[sinks]]\nname = \"feed\"\ntype = \"slack_webhook\"\nurl_file = {:?}\n\
+         retry_initial_secs = 1\n[[routes]]\nsinks = [\"feed\"]\n",
+        dir.path().join("hook.url").display().to_string()
+    );
+    let config = common::config_toml(&dir.path().join("data"), &common::shipped_rules(), &extra);
+    let child = common::Child::start_with_config(dir.path(), &config).await;
+    let labels = json!({"alertname": "DiskFull", "service": "db", "severity": "warning"});
+    let body = am_payload(vec![am_alert("firing", labels, "2026-11-30T00:00:00Z")]);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(child.url(AM_PATH))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v = wait_for(20, "two failed attempts", || {
+        let req = client.get(child.url("/api/v1/outbox/1")).send();
+        async move {
+            let v: Value = req.await.ok()?.json().await.ok()?;
+            (v["deliveries"][0]["attempts"].as_u64() >= Some(2)).then_some(v)
+        }
+    })
+    .await;
+    assert!(
+        v["deliveries"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect"),
+        "{v}"
+    );
+    let config_view = client
+        .get(child.url("/api/v1/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (what, text) in [
+        ("the log", child.log_text()),
+        ("the outbox", v.to_string()),
+        ("the config view", config_view),
+    ] {
+        assert!(
+            !text.contains("very-secret-path-token"),
+            "the secret in {what}: {text}"
+        );
+    }
+    assert!(
+        child.log_text().contains("delivery failed; retrying"),
+        "{}",
+        child.log_text()
+    );
+}
