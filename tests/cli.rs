@@ -79,6 +79,31 @@ fn check_config_names_file_line_column_and_key() {
         .1
         .contains("bad.toml:2:1: server.listen: 0.0.0.0:9797 is not a loopback address"));
 
+    // A sink's template that does not compile, and a route to a sink that does not exist.
+    std::fs::write(
+        &file,
+        "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+         [sinks.templates]\ntext = \"{{ incident.title \"\n",
+    )
+    .unwrap();
+    let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("bad.toml:6:1: sinks[0].templates.text: template text, line 1"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "[[routes]]\nsinks = [\"pager\"]\n").unwrap();
+    let out = triaged(&["check-config", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("routes[0].sinks[0]: no sink named \"pager\" (configured: none)"),
+        "{}",
+        text(&out).1
+    );
+
     let out = triaged(&["check-config", "--config", "missing.toml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out)
