@@ -6,11 +6,10 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
-use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
+use common::receiver::{holding_first, Answer, Received, Receiver};
+use common::{am_alert, am_payload, settled, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 const AUTH_USER: &str = "sre@example.com";
@@ -289,15 +288,10 @@ async fn a_field_jira_refuses_is_a_dead_letter_naming_it() {
 async fn a_crash_after_jira_created_the_issue_finds_it_by_label() {
     let state: Arc<Mutex<Jira>> = Arc::default();
     let st = state.clone();
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let hold = held.clone();
-    let rx = Receiver::start_on(0, move |r| {
-        let a = jira_api(&st, r);
-        if r.method == "POST" && hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return a.after(Duration::from_secs(5));
-        }
-        a
-    })
+    let rx = Receiver::start_on(
+        0,
+        holding_first(|r| r.method == "POST", move |r| jira_api(&st, r)),
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let child = common::crash_at_first_request(
@@ -307,13 +301,8 @@ async fn a_crash_after_jira_created_the_issue_finds_it_by_label() {
         |url| async move { fire(&url).await },
     )
     .await;
-    let client = reqwest::Client::new();
-    wait_for(30, "the issue found after the restart", || {
-        let req = client.get(child.url("/api/v1/incidents/INC-1")).send();
-        async move {
-            let v: Value = req.await.ok()?.json().await.ok()?;
-            (v["external"][0]["id"] == "OPS-1").then_some(())
-        }
+    common::incident_when(&child, "INC-1", "the issue found after the restart", |v| {
+        v["external"][0]["id"] == "OPS-1"
     })
     .await;
     assert_eq!(

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
+use common::receiver::{holding_first, Answer, Received, Receiver};
+use common::{am_alert, am_payload, settled, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -206,15 +206,11 @@ async fn a_wrong_password_is_a_dead_letter_and_a_crash_finds_the_ticket_by_corre
         .contains("User Not Authenticated"));
     d.stop().await;
 
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (hold, st) = (held.clone(), state.clone());
-    let rx = Receiver::start_on(0, move |r| {
-        let a = table_api(&st, r);
-        if r.method == "POST" && hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return a.after(Duration::from_secs(5));
-        }
-        a
-    })
+    let st = state.clone();
+    let rx = Receiver::start_on(
+        0,
+        holding_first(|r| r.method == "POST", move |r| table_api(&st, r)),
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let child = common::crash_at_first_request(
@@ -224,13 +220,8 @@ async fn a_wrong_password_is_a_dead_letter_and_a_crash_finds_the_ticket_by_corre
         |url| async move { fire(&url).await },
     )
     .await;
-    let client = reqwest::Client::new();
-    wait_for(30, "the ticket found after the restart", || {
-        let req = client.get(child.url("/api/v1/incidents/INC-1")).send();
-        async move {
-            let v: Value = req.await.ok()?.json().await.ok()?;
-            (v["external"][0]["id"] == format!("{:032x}", 1)).then_some(())
-        }
+    common::incident_when(&child, "INC-1", "the ticket found after the restart", |v| {
+        v["external"][0]["id"] == format!("{:032x}", 1)
     })
     .await;
     assert_eq!(

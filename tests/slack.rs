@@ -6,9 +6,8 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::receiver::{Answer, Received, Receiver};
+use common::receiver::{holding_first, Answer, Received, Receiver};
 use common::{am_alert, am_payload, wait_for, Daemon, AM_PATH};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -413,18 +412,13 @@ async fn the_incoming_webhook_mode_posts_blocks_to_the_secret_url() {
 async fn a_crash_after_slack_posted_finds_the_message_instead_of_posting_again() {
     let ws: Arc<Mutex<Workspace>> = Arc::default();
     let state = ws.clone();
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let hold = held.clone();
-    let rx = Receiver::start_on(0, move |r| {
-        let answer = slack_api(&state, r);
-        // Slack posts the first message, but the answer never reaches the daemon.
-        if r.path == "/api/chat.postMessage"
-            && hold.swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            return answer.after(Duration::from_secs(5));
-        }
-        answer
-    })
+    let rx = Receiver::start_on(
+        0,
+        holding_first(
+            |r| r.path == "/api/chat.postMessage",
+            move |r| slack_api(&state, r),
+        ),
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let child =
@@ -432,14 +426,12 @@ async fn a_crash_after_slack_posted_finds_the_message_instead_of_posting_again()
             fire(&url, "DiskFull").await
         })
         .await;
-    let client = reqwest::Client::new();
-    let inc = wait_for(30, "the reference found after the restart", || {
-        let req = client.get(child.url("/api/v1/incidents/INC-1")).send();
-        async move {
-            let v: Value = req.await.ok()?.json().await.ok()?;
-            (v["external"][0]["id"] == "C123/1700000000.000001").then_some(v)
-        }
-    })
+    let inc = common::incident_when(
+        &child,
+        "INC-1",
+        "the reference found after the restart",
+        |v| v["external"][0]["id"] == "C123/1700000000.000001",
+    )
     .await;
     assert_eq!(inc["external"].as_array().unwrap().len(), 1);
     let top_level = posts(&rx)
@@ -454,7 +446,7 @@ async fn a_crash_after_slack_posted_finds_the_message_instead_of_posting_again()
         "the restart looked the message up"
     );
     // Later events go to that message's thread.
-    let resp = client
+    let resp = reqwest::Client::new()
         .post(child.url("/api/v1/incidents/INC-1/acknowledge"))
         .json(&json!({}))
         .send()

@@ -7,8 +7,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::receiver::{Answer, Received, Receiver};
-use common::{am_alert, am_payload, settled, wait_for, Daemon, AM_PATH};
+use common::receiver::{holding_first, Answer, Received, Receiver};
+use common::{am_alert, am_payload, settled, Daemon, AM_PATH};
 use serde_json::{json, Value};
 
 async fn fire(url: &str, alertname: &str) {
@@ -221,15 +221,10 @@ async fn mattermost_keeps_an_incident_in_one_thread_and_honours_its_rate_limit()
 async fn a_crash_after_mattermost_posted_finds_the_post() {
     let state: Arc<Mutex<Server>> = Arc::default();
     let st = state.clone();
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let hold = held.clone();
-    let rx = Receiver::start_on(0, move |r| {
-        let a = mattermost_api(&st, r);
-        if r.method == "POST" && hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            return a.after(Duration::from_secs(5));
-        }
-        a
-    })
+    let rx = Receiver::start_on(
+        0,
+        holding_first(|r| r.method == "POST", move |r| mattermost_api(&st, r)),
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     let child = common::crash_at_first_request(
@@ -239,13 +234,8 @@ async fn a_crash_after_mattermost_posted_finds_the_post() {
         |url| async move { fire(&url, "DiskFull").await },
     )
     .await;
-    let client = reqwest::Client::new();
-    wait_for(30, "the post found after the restart", || {
-        let req = client.get(child.url("/api/v1/incidents/INC-1")).send();
-        async move {
-            let v: Value = req.await.ok()?.json().await.ok()?;
-            (v["external"][0]["id"] == "post1").then_some(())
-        }
+    common::incident_when(&child, "INC-1", "the post found after the restart", |v| {
+        v["external"][0]["id"] == "post1"
     })
     .await;
     assert_eq!(

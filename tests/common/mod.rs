@@ -215,6 +215,27 @@ where
     Child::start_with_config(dir, &config).await
 }
 
+/// The child's incident `id` once `ok` holds for it (as `GET /api/v1/incidents/{id}`
+/// shows it), for at most 30 s.
+pub async fn incident_when(
+    child: &Child,
+    id: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let client = reqwest::Client::new();
+    let url = child.url(&format!("/api/v1/incidents/{id}"));
+    wait_for(30, what, || {
+        let req = client.get(&url).send();
+        let ok = &ok;
+        async move {
+            let v: Value = req.await.ok()?.json().await.ok()?;
+            ok(&v).then_some(v)
+        }
+    })
+    .await
+}
+
 /// Outbox event `seq` once every one of its deliveries left `pending` (as
 /// `GET /api/v1/outbox/{seq}` shows it), for at most 30 s.
 pub async fn settled(d: &Daemon, seq: u64) -> Value {

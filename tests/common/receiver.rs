@@ -86,6 +86,23 @@ impl Answer {
 
 type Handler = dyn Fn(&Received) -> Answer + Send + Sync;
 
+/// `handler`, except that the first request `first` picks is answered 5 s late: the
+/// service did the work (the handler ran) but its answer comes after the daemon was
+/// killed (crash tests).
+pub fn holding_first(
+    first: impl Fn(&Received) -> bool + Send + Sync + 'static,
+    handler: impl Fn(&Received) -> Answer + Send + Sync + 'static,
+) -> impl Fn(&Received) -> Answer + Send + Sync + 'static {
+    let pending = std::sync::atomic::AtomicBool::new(true);
+    move |r| {
+        let answer = handler(r);
+        if first(r) && pending.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return answer.after(Duration::from_secs(5));
+        }
+        answer
+    }
+}
+
 pub struct Receiver {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Received>>>,
