@@ -721,3 +721,43 @@ async fn sink_secrets_are_never_logged_or_shown() {
         child.log_text()
     );
 }
+
+#[tokio::test]
+async fn sighup_swaps_the_routes() {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = format!(
+        "{}{}",
+        hook("a", &rx.url("/a"), ""),
+        hook("b", &rx.url("/b"), "")
+    );
+    let config = |to: &str| {
+        common::config_toml(
+            &dir.path().join("data"),
+            &common::shipped_rules(),
+            &format!("{sinks}{}", route(&[to])),
+        )
+    };
+    let child = common::Child::start_with_config(dir.path(), &config("a")).await;
+    let client = reqwest::Client::new();
+    let fire_at = |name: &'static str| {
+        let labels = json!({"alertname": name, "service": "db", "severity": "warning"});
+        let body = am_payload(vec![am_alert("firing", labels, "2026-11-30T00:00:00Z")]);
+        client.post(child.url(AM_PATH)).json(&body).send()
+    };
+    assert_eq!(fire_at("First").await.unwrap().status(), 200);
+    rx.wait_requests(1, 10).await;
+    std::fs::write(dir.path().join("triaged.toml"), config("b")).unwrap();
+    child.signal("HUP");
+    wait_for(10, "the reload", || async {
+        child
+            .log_text()
+            .contains("configuration reloaded")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(fire_at("Second").await.unwrap().status(), 200);
+    let got = rx.wait_requests(2, 10).await;
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/a", "/b"]);
+}
