@@ -170,7 +170,10 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
                 "opened".into(),
                 "key=Vendor/shop priority=P1 title=test alert".into()
             ),
-            ("updated".into(), "status new → on_hold".into()),
+            (
+                "updated".into(),
+                "status new → on_hold (awaiting_vendor)".into()
+            ),
             ("updated".into(), "status on_hold → in_progress".into())
         ],
         "on hold: no breach"

@@ -118,7 +118,14 @@ pub fn updated_detail(change: &crate::audit::Change) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
     match change.action.as_str() {
         "comment" => format!("comment: {}", change.detail.clone().unwrap_or_default()),
-        action => format!("{action} {} → {}", text(&change.from), text(&change.to)),
+        action => {
+            let mut d = format!("{action} {} → {}", text(&change.from), text(&change.to));
+            // A hold's reason and note, a start's note.
+            if let Some(why) = change.detail.as_deref().filter(|w| !w.is_empty()) {
+                d.push_str(&format!(" ({why})"));
+            }
+            d
+        }
     }
 }
 
@@ -593,5 +600,14 @@ mod tests {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
         }
         assert!("nope".parse::<EventKind>().unwrap_err().contains("opened"));
+        let hold = crate::audit::Change::new("INC-1", "status")
+            .from_to("new", "on_hold")
+            .detail("awaiting_vendor: case 123");
+        assert_eq!(
+            updated_detail(&hold),
+            "status new → on_hold (awaiting_vendor: case 123)"
+        );
+        let p = crate::audit::Change::new("INC-1", "priority").from_to("P3", "P1");
+        assert_eq!(updated_detail(&p), "priority P3 → P1");
     }
 }
