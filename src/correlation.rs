@@ -1173,7 +1173,7 @@ impl Correlator {
                                     &self.policy,
                                 );
                                 inc.previous = latest.as_ref().map(|l| l.id);
-                                inc.labels.clone_from(&alert.labels);
+                                inc.labels = Arc::new(alert.labels.clone());
                                 p.audit(now, &actor, change);
                                 self.known_error(p, &mut inc, now)?;
                                 inc.quiet =

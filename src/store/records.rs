@@ -212,7 +212,9 @@ pub struct IncidentV1 {
     pub review: Option<String>,
     pub quiet: Option<crate::silences::Quiet>,
     pub workaround: Option<String>,
-    pub labels: Vec<(String, String)>,
+    /// Written as postcard writes a sequence of pairs (a map has the same encoding):
+    /// shared with the incident, not copied.
+    pub labels: std::sync::Arc<crate::alerts::LabelSet>,
     pub sinks: Vec<String>,
     pub external: Vec<ExternalRefV1>,
 }
@@ -256,11 +258,7 @@ impl From<&Incident> for IncidentV1 {
             review: i.review.clone(),
             quiet: i.quiet.clone(),
             workaround: i.workaround.clone(),
-            labels: i
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            labels: i.labels.clone(),
             sinks: i.sinks.clone(),
             external: i
                 .external
@@ -314,7 +312,7 @@ impl From<IncidentV1> for Incident {
             review: i.review,
             quiet: i.quiet,
             workaround: i.workaround,
-            labels: i.labels.into_iter().collect(),
+            labels: i.labels,
             sinks: i.sinks,
             external: i
                 .external
@@ -772,7 +770,7 @@ mod tests {
             t("2026-01-01T00:30:00Z"),
             t("2026-01-01T00:31:00Z"),
         );
-        inc.labels.insert("team".into(), "db".into());
+        inc.labels = std::sync::Arc::new([("team".into(), "db".into())].into());
         inc.add_external_ref(crate::outbox::ExternalRef {
             sink: "chat".into(),
             id: "C1/1700000000.000100".into(),
@@ -782,6 +780,18 @@ mod tests {
             .unwrap()
             .into();
         assert_eq!(back, inc);
+    }
+
+    #[test]
+    fn labels_are_encoded_as_the_sequence_of_pairs_schema_10_wrote() {
+        let pairs: Vec<(String, String)> = vec![
+            ("alertname".into(), "Down".into()),
+            ("team".into(), "db".into()),
+        ];
+        let map: crate::alerts::LabelSet = pairs.iter().cloned().collect();
+        assert_eq!(encode(&std::sync::Arc::new(map.clone())), encode(&pairs));
+        let back: std::sync::Arc<crate::alerts::LabelSet> = decode(&encode(&pairs)).unwrap();
+        assert_eq!(*back, map);
     }
 
     #[test]
