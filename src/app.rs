@@ -414,15 +414,42 @@ impl Daemon {
         }
         self.state.set_ready(true);
         tracing::info!(%addr, "listening");
+        crate::systemd::ready(&format!("listening on {addr}"));
+        let watchdog = crate::systemd::watchdog_interval().map(|interval| {
+            let (queue, store) = (self.state.queue.clone(), self.state.store.clone());
+            tokio::spawn(crate::systemd::watchdog(
+                interval,
+                move || {
+                    let (queue, store) = (queue.clone(), store.clone());
+                    async move {
+                        // Through correlation (an empty submission), then the store.
+                        queue.submit(Vec::new()).await.map_err(|e| e.0)?;
+                        let stats = tokio::task::spawn_blocking(move || store.stats())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        match stats.failed {
+                            Some(why) => Err(format!("the store failed: {why}")),
+                            None => Ok(()),
+                        }
+                    }
+                },
+                shutdown.clone(),
+            ))
+        });
         let state = self.state.clone();
         let stopping = shutdown.clone();
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 stopping.cancelled().await;
                 state.set_ready(false);
+                crate::systemd::stopping();
                 tracing::info!("shutting down: finishing in-flight requests");
             })
             .await;
+        if let Some(w) = watchdog {
+            let _ = w.await;
+        }
         let _ = beating.await;
         for p in polling {
             let _ = p.await;

@@ -22,4 +22,5 @@ pub mod sinks;
 pub mod sla;
 pub mod sources;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

@@ -937,19 +937,30 @@ async fn hangups(
 ) {
     while hup.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration and rules");
+        triaged::systemd::reloading();
         let (path, overrides, reloader) = (path.clone(), overrides.clone(), reloader.clone());
         let reloaded =
             tokio::task::spawn_blocking(move || match Settings::load(&path, &overrides) {
-                Ok(settings) => {
-                    if let Err(e) = reloader.apply(settings) {
+                Ok(settings) => match reloader.apply(settings) {
+                    Ok(()) => "configuration reloaded".to_string(),
+                    Err(e) => {
                         reloader.failed(&format!("{e:#}"));
+                        format!("reload failed, the running configuration stays: {e:#}")
                     }
+                },
+                Err(e) => {
+                    reloader.failed(&e);
+                    format!("reload failed, the running configuration stays: {e}")
                 }
-                Err(e) => reloader.failed(&e),
             })
             .await;
-        if let Err(e) = reloaded {
-            tracing::error!(error = %e, "the configuration reload task failed");
+        // Serving either way: the old configuration stays in force when the new one fails.
+        match reloaded {
+            Ok(status) => triaged::systemd::ready(&status),
+            Err(e) => {
+                tracing::error!(error = %e, "the configuration reload task failed");
+                triaged::systemd::ready("reload failed");
+            }
         }
     }
 }

@@ -15,6 +15,8 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alert
 [ -f /var/lib/dbconfig-common/sqlite3/redmine/instances/default/redmine_default ] || missing+=(redmine redmine-sqlite)
 command -v thin >/dev/null 2>&1 || missing+=(thin)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# systemd-analyze for the unit file checks (verify, security --offline).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing ${missing[*]}"
     as_root apt-get update -qq
