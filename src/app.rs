@@ -29,6 +29,7 @@ const QUEUE_CAPACITY: usize = 1024;
 /// A daemon with its store open, rules loaded and socket bound, not yet serving.
 pub struct Daemon {
     listener: TcpListener,
+    http_limits: http::serve::Limits,
     state: http::AppState,
     correlation_finished: oneshot::Receiver<()>,
     reloader: Reloader,
@@ -110,6 +111,17 @@ impl Reloader {
         }
         if s.server.max_body_bytes != new.server.max_body_bytes {
             restart.push("server.max_body_bytes");
+        }
+        if (
+            s.server.header_timeout,
+            s.server.body_timeout,
+            s.server.drain,
+        ) != (
+            new.server.header_timeout,
+            new.server.body_timeout,
+            new.server.drain,
+        ) {
+            restart.push("server timeouts");
         }
         if s.store.data_dir != new.store.data_dir
             || s.store.cache_capacity_bytes != new.store.cache_capacity_bytes
@@ -277,6 +289,10 @@ impl Daemon {
             .context("cannot start the correlation thread")?;
         let tokens = Arc::new(std::sync::RwLock::new(settings.server.tokens.clone()));
         let config = Arc::new(std::sync::RwLock::new(settings.view()));
+        let http_limits = http::serve::Limits {
+            header_timeout: settings.server.header_timeout,
+            drain: settings.server.drain,
+        };
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
@@ -330,6 +346,7 @@ impl Daemon {
             webhooks: webhooks.clone(),
             stale_sources: Arc::default(),
             max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: settings.server.body_timeout,
             ready: AtomicBool::new(false),
         });
         let flap_detection = settings.incidents.flap_threshold > 0;
@@ -347,6 +364,7 @@ impl Daemon {
         };
         Ok(Daemon {
             listener,
+            http_limits,
             state,
             correlation_finished,
             reloader,
@@ -439,14 +457,13 @@ impl Daemon {
         });
         let state = self.state.clone();
         let stopping = shutdown.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                stopping.cancelled().await;
-                state.set_ready(false);
-                crate::systemd::stopping();
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await;
+        http::serve::serve(self.listener, router, self.http_limits, async move {
+            stopping.cancelled().await;
+            state.set_ready(false);
+            crate::systemd::stopping();
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await;
         if let Some(w) = watchdog {
             let _ = w.await;
         }
@@ -470,7 +487,7 @@ impl Daemon {
         drop(self.state);
         let _ = self.correlation_finished.await;
         tracing::info!("stopped");
-        served.context("HTTP server failed")
+        Ok(())
     }
 }
 

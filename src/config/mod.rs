@@ -262,6 +262,12 @@ pub struct RawServer {
     pub listen: String,
     /// Largest request body accepted; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's head; then the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body; then 408.
+    pub body_timeout_secs: u64,
+    /// Seconds a graceful shutdown waits for requests in flight.
+    pub drain_secs: u64,
     /// Serve a non-loopback address without tokens (not recommended).
     pub allow_unauthenticated: bool,
     /// Named bearer tokens with a role.
@@ -273,6 +279,9 @@ impl Default for RawServer {
         RawServer {
             listen: "127.0.0.1:9797".into(),
             max_body_bytes: 1024 * 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            drain_secs: 30,
             allow_unauthenticated: false,
             tokens: Vec::new(),
         }
@@ -534,6 +543,9 @@ impl Settings {
             "server": {
                 "listen": self.server.listen.to_string(),
                 "max_body_bytes": self.server.max_body_bytes,
+                "header_timeout_secs": self.server.header_timeout.as_secs(),
+                "body_timeout_secs": self.server.body_timeout.as_secs(),
+                "drain_secs": self.server.drain.as_secs(),
             },
             "tokens": tokens_view(&self.server.tokens),
             "store": {
@@ -658,6 +670,9 @@ pub struct Heartbeat {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub drain: std::time::Duration,
     pub tokens: Vec<Token>,
 }
 
@@ -891,6 +906,19 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             format!("expected between 1024 and 67108864 bytes, got {max_body}"),
         ));
     }
+    let secs = |key: &str, value: u64| {
+        if (1..=3600).contains(&value) {
+            Ok(std::time::Duration::from_secs(value))
+        } else {
+            Err(invalid(
+                format!("server.{key}"),
+                format!("expected between 1 and 3600 seconds, got {value}"),
+            ))
+        }
+    };
+    let header_timeout = secs("header_timeout_secs", raw.server.header_timeout_secs)?;
+    let body_timeout = secs("body_timeout_secs", raw.server.body_timeout_secs)?;
+    let drain = secs("drain_secs", raw.server.drain_secs)?;
 
     let mut tokens = Vec::new();
     let mut names = HashSet::new();
@@ -1047,6 +1075,9 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
         server: ServerSettings {
             listen,
             max_body_bytes: max_body,
+            header_timeout,
+            body_timeout,
+            drain,
             tokens,
         },
         store: StoreSettings {

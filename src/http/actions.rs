@@ -240,15 +240,7 @@ pub(super) async fn body_of(
     if headers.contains_key(axum::http::header::CONTENT_TYPE) {
         return super::webhooks::json_body(state, headers, body, |_| {}).await;
     }
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
-            )
-            .field("body")
-        })?;
+    let bytes = super::webhooks::read_body(state, headers, body, |_| {}).await?;
     if !bytes.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -58,15 +58,7 @@ pub async fn slack_interaction(
                 .field("sink"),
         );
     };
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
-            )
-            .field("body")
-        })?;
+    let bytes = super::webhooks::read_body(&state, &headers, body, |_| {}).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(ts), Some(sig)) = (
         header("x-slack-request-timestamp"),

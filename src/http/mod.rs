@@ -14,6 +14,7 @@ mod error;
 mod outbox;
 mod records;
 mod reports;
+pub mod serve;
 mod silences;
 mod tickets;
 pub use tickets::{TicketSinks, MARKER as TICKET_MARKER};
@@ -67,6 +68,8 @@ pub struct Shared {
     /// Silences are written one at a time (their ids come from the store).
     pub silences_lock: Arc<std::sync::Mutex<()>>,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request body (then 408).
+    pub body_timeout: std::time::Duration,
     /// False until the daemon is fully started and again while it drains.
     pub ready: AtomicBool,
 }

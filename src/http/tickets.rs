@@ -55,16 +55,12 @@ pub struct SecretQuery {
     secret: Option<String>,
 }
 
-async fn read(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {} bytes", state.max_body_bytes),
-            )
-            .field("body")
-        })
+async fn read(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, ApiError> {
+    super::webhooks::read_body(state, headers, body, |_| {}).await
 }
 
 /// The sinks of `kind` that this request is signed for (or all of them for an ingest
@@ -167,7 +163,7 @@ pub async fn jira(
     Query(query): Query<SecretQuery>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = read(&state, body).await?;
+    let bytes = read(&state, &headers, body).await?;
     let sinks = authenticate(&state, &headers, &query, &bytes, "jira")?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;
@@ -250,7 +246,7 @@ pub async fn servicenow(
     Query(query): Query<SecretQuery>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = read(&state, body).await?;
+    let bytes = read(&state, &headers, body).await?;
     let sinks = authenticate(&state, &headers, &query, &bytes, "servicenow")?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;

@@ -33,6 +33,18 @@ pub(super) async fn json_body(
         )
         .field("Content-Type"));
     }
+    read_body(state, headers, body, reject).await
+}
+
+/// Reads a request body of any type: 413 over `max_body_bytes` (declared or sent),
+/// 408 when the client takes longer than `body_timeout` to send it (a slow-loris
+/// client cannot hold a handler), 400 when the connection breaks.
+pub(super) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    reject: impl Fn(&'static str),
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         reject("too_large");
         ApiError::new(
@@ -48,16 +60,32 @@ pub(super) async fn json_body(
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|e| {
+    let read = axum::body::to_bytes(body, state.max_body_bytes);
+    match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
             if e.into_inner().is::<http_body_util::LengthLimitError>() {
-                too_large()
+                Err(too_large())
             } else {
                 reject("read_error");
-                ApiError::bad_request("body", "could not read the request body")
+                Err(ApiError::bad_request(
+                    "body",
+                    "could not read the request body",
+                ))
             }
-        })
+        }
+        Err(_) => {
+            reject("timeout");
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            )
+            .field("body"))
+        }
+    }
 }
 
 fn payload_error(state: &AppState, source: Source, e: PayloadError) -> ApiError {
