@@ -657,3 +657,73 @@ fn hooks_are_checked_for_their_parameters_and_decisions_for_their_hook() {
     assert_eq!(r.files()[0].hooks, ["on_incident"]);
     assert_eq!(r.decide(&alert(&[("alertname", "A")])).0.rule, DEFAULT_RULE);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// The rule API under hostile alerts: an alertname (as every source requires) and
+    /// any other label names and values (empty, NUL,
+    /// right-to-left marks, astral characters, long strings, the names the shipped
+    /// scripts read) go through the shipped rules without a panic; the verdict is a
+    /// drop or an incident whose key and title are set, and a script failure is
+    /// reported, never silent.
+    #[test]
+    fn shipped_rules_take_any_labels(
+        labels in proptest::collection::btree_map(
+            proptest::prop_oneof![
+                proptest::strategy::Just("alertname".to_string()),
+                proptest::strategy::Just("service".to_string()),
+                proptest::strategy::Just("severity".to_string()),
+                proptest::strategy::Just("job".to_string()),
+                proptest::strategy::Just("instance".to_string()),
+                proptest::strategy::Just("heartbeat".to_string()),
+                ".{0,16}",
+            ],
+            proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just("critical".to_string()),
+                proptest::strategy::Just("info".to_string()),
+                proptest::strategy::Just("Watchdog".to_string()),
+                proptest::strategy::Just("\u{0}\u{202e}\u{1f525}\u{10ffff}".to_string()),
+                proptest::strategy::Just("x".repeat(5000)),
+                ".{0,40}",
+            ],
+            0..8,
+        ),
+        annotations in proptest::collection::btree_map(".{0,12}", ".{0,60}", 0..4),
+        // Every source refuses an alert without a non-blank alertname.
+        alertname in proptest::prop_oneof![
+            "[^\\s]{1,30}",
+            proptest::strategy::Just("\u{202e}Disk\u{0}\u{1f525}".to_string()),
+            proptest::strategy::Just("Watchdog".to_string()),
+            proptest::strategy::Just("A".repeat(5000)),
+        ],
+    ) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        thread_local! {
+            static SHIPPED: std::cell::OnceCell<Rules> = const { std::cell::OnceCell::new() };
+        }
+        let mut a = alert(&[]);
+        a.labels = labels;
+        a.labels.insert("alertname".into(), alertname);
+        a.annotations = annotations;
+        let (verdict, failures) = SHIPPED.with(|cell| {
+            cell.get_or_init(|| Rules::load(&dir, &RuleEnv::default()).unwrap())
+                .decide(&a)
+        });
+        for f in &failures {
+            proptest::prop_assert!(!f.rule.is_empty(), "{failures:?}");
+        }
+        match verdict.outcome {
+            Outcome::Drop(reason) => proptest::prop_assert!(!reason.is_empty()),
+            Outcome::Incident(spec) => {
+                proptest::prop_assert!(!spec.key.is_empty(), "{spec:?}");
+                proptest::prop_assert!(!spec.title.is_empty(), "{spec:?}");
+            }
+        }
+    }
+}
