@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -145,4 +146,184 @@ async fn sigterm_drains_and_exits_zero_and_data_survives() {
     let d = Child::start(dir.path()).await;
     let (status, inc) = get(&client, d.url("/api/v1/incidents/INC-1")).await;
     assert_eq!((status, inc["key"].as_str()), (200, Some("Term/x")));
+}
+
+/// The soak: under continuous webhook load, kill -9 at a random point, restart, check,
+/// `TRIAGED_SOAK_CYCLES` times (20 by default; `tests/soak.sh` runs 100). After each
+/// restart every alert answered 200 in that cycle is stored and incident numbers are
+/// dense; at the end `triaged export` holds every answered alert, and the webhook sink
+/// got each incident's `opened` event under one idempotency key only, so a receiver
+/// that honours the key creates nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_under_load_loses_and_repeats_nothing() {
+    let cycles: u64 = std::env::var("TRIAGED_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed = fastrand::u64(..);
+    eprintln!("soak: {cycles} cycles, seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let sink = receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(
+        &dir.path().join("data"),
+        &shipped_rules(),
+        &format!(
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n\
+             retry_initial_secs = 1\nretry_max_secs = 1\n\
+             [[routes]]\nevents = [\"opened\"]\nsinks = [\"hook\"]\n",
+            sink.url("/events")
+        ),
+    );
+    let client = reqwest::Client::new();
+    let mut answered: Vec<String> = Vec::new();
+    for cycle in 0..cycles {
+        let mut d = Child::start_with_config(dir.path(), &toml).await;
+        let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut load = Vec::new();
+        for worker in 0..4 {
+            let client = client.clone();
+            let url = d.url(AM_PATH);
+            let acked = acked.clone();
+            load.push(tokio::spawn(async move {
+                for n in 0.. {
+                    // New incidents keep opening: 8 names per cycle (800 incidents in
+                    // 100 cycles, under the API's list limit of 1000).
+                    let alerts: Vec<Value> = (0..2)
+                        .map(|k| {
+                            am_alert(
+                                "firing",
+                                json!({"alertname": format!("Soak{cycle}n{}", (n + k) % 8),
+                                       "job": "soak",
+                                       "instance": format!("c{cycle}-w{worker}-n{n}-{k}")}),
+                                "2026-12-01T01:00:00Z",
+                            )
+                        })
+                        .collect();
+                    let fps: Vec<String> = alerts
+                        .iter()
+                        .map(|a| a["fingerprint"].as_str().unwrap().to_string())
+                        .collect();
+                    match client.post(&url).json(&am_payload(alerts)).send().await {
+                        Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().extend(fps),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => return, // the daemon is gone
+                    }
+                }
+            }));
+        }
+        // A random point: after 0 to ~600 answered alerts, plus up to 30 ms.
+        let target = rng.usize(0..600);
+        wait_for(60, "alerts to be answered", || {
+            let n = acked.lock().unwrap().len();
+            async move { (n >= target).then_some(()) }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..30))).await;
+        d.process.kill().unwrap();
+        d.process.wait().unwrap();
+        for t in load {
+            t.await.unwrap();
+        }
+        let this_cycle: Vec<String> = acked.lock().unwrap().clone();
+        drop(d);
+
+        let d = Child::start_with_config(dir.path(), &toml).await;
+        for fp in &this_cycle {
+            let (status, _) = get(&client, d.url(&format!("/api/v1/alerts/{fp}"))).await;
+            assert_eq!(
+                status,
+                200,
+                "cycle {cycle} (seed {seed}): answered alert {fp} lost after kill -9\n{}",
+                d.log_text()
+            );
+        }
+        let mut ids = incident_ids(&client, &d).await;
+        ids.sort();
+        let expected: Vec<u64> = (1..=ids.len() as u64).collect();
+        assert_eq!(
+            ids, expected,
+            "cycle {cycle} (seed {seed}): incident numbers"
+        );
+        answered.extend(this_cycle);
+        drop(d);
+    }
+
+    // Let the outbox finish, then stop and read everything back with the CLI.
+    let mut d = Child::start_with_config(dir.path(), &toml).await;
+    wait_for(60, "the outbox to drain", || {
+        let (client, url) = (client.clone(), d.url("/api/v1/outbox?state=pending"));
+        async move {
+            let (_, q) = get(&client, url).await;
+            q["deliveries"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                .then_some(())
+        }
+    })
+    .await;
+    d.signal("TERM");
+    d.process.wait().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["export", "--config"])
+        .arg(dir.path().join("triaged.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let stored: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|r| r["record"] == "alert")
+        .map(|r| r["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    let incidents: Vec<String> = records
+        .iter()
+        .filter(|r| r["record"] == "incident")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!incidents.is_empty());
+    for fp in &answered {
+        assert!(
+            stored.contains(fp),
+            "seed {seed}: answered alert {fp} not in the export"
+        );
+    }
+
+    // Each incident's opened event came under one key (retries after a crash reuse it).
+    let mut keys: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in sink.requests() {
+        let body = r.json();
+        assert_eq!(body["event"]["kind"], "opened");
+        let key = r.header("idempotency-key").unwrap().to_string();
+        assert_eq!(body["idempotency_key"], key.as_str());
+        keys.entry(body["event"]["record"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(key);
+    }
+    for record in &incidents {
+        let got = keys.get(record);
+        assert_eq!(
+            got.map(|k| k.len()),
+            Some(1),
+            "seed {seed}: {record} opened events came under {got:?}"
+        );
+    }
+    assert_eq!(
+        keys.len(),
+        incidents.len(),
+        "seed {seed}: events for unknown incidents"
+    );
+    assert!(
+        answered.len() as u64 >= cycles * 50,
+        "too little load: {}",
+        answered.len()
+    );
 }
