@@ -327,3 +327,133 @@ async fn kill_9_at_random_points_under_load_loses_and_repeats_nothing() {
         answered.len()
     );
 }
+
+/// SIGTERM under load: requests in flight finish (every one is answered 200 or refused
+/// at the connection, none 5xx), the daemon exits 0 within its drain deadline, every
+/// answered alert is there after the restart, and outbox events a down sink did not
+/// take stay queued and are delivered by the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink answers 503 until `up`: nothing is delivered before the stop.
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = {
+        let up = up.clone();
+        receiver::Receiver::start_on(0, move |_| {
+            if up.load(std::sync::atomic::Ordering::SeqCst) {
+                receiver::Answer::json(200, json!({}))
+            } else {
+                receiver::Answer::status(503)
+            }
+        })
+        .await
+    };
+    let toml = config_toml(
+        &dir.path().join("data"),
+        &shipped_rules(),
+        &format!(
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n\
+             retry_initial_secs = 1\nretry_max_secs = 1\n\
+             [[routes]]\nevents = [\"opened\"]\nsinks = [\"hook\"]\n",
+            sink.url("/events")
+        ),
+    )
+    .replace("[server]\n", "[server]\ndrain_secs = 10\n");
+    let client = reqwest::Client::new();
+    let mut d = Child::start_with_config(dir.path(), &toml).await;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for worker in 0..8 {
+        let (client, url, acked) = (client.clone(), d.url(AM_PATH), acked.clone());
+        load.push(tokio::spawn(async move {
+            for n in 0.. {
+                let alert = am_alert(
+                    "firing",
+                    json!({"alertname": format!("Term{}", n % 5), "job": "term",
+                           "instance": format!("w{worker}-n{n}")}),
+                    "2026-12-01T01:00:00Z",
+                );
+                let fp = alert["fingerprint"].as_str().unwrap().to_string();
+                match client
+                    .post(&url)
+                    .json(&am_payload(vec![alert]))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().push(fp),
+                    Ok(r) => panic!("status {} while draining", r.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    wait_for(30, "load", || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 300).then_some(()) }
+    })
+    .await;
+    let stopped_at = std::time::Instant::now();
+    d.signal("TERM");
+    let exit = wait_for(30, "triaged to exit", || {
+        let done = d.process.try_wait().unwrap();
+        async move { done }
+    })
+    .await;
+    let took = stopped_at.elapsed();
+    assert_eq!(exit.code(), Some(0), "{}", d.log_text());
+    // The drain deadline (10 s) plus the outbox's 5 s and the checkpoint, generously.
+    assert!(took < Duration::from_secs(25), "stopping took {took:?}");
+    for t in load {
+        t.await.unwrap();
+    }
+    let answered = acked.lock().unwrap().clone();
+    assert!(sink.requests().iter().all(|r| r.path == "/events"));
+    drop(d);
+
+    // Still queued after the stop (read offline with the CLI), delivered once the sink
+    // is up.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["export", "--config"])
+        .arg(dir.path().join("triaged.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pending = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["record"] == "outbox" && r["kind"] == "opened")
+        .filter(|r| {
+            r["deliveries"]
+                .as_array()
+                .is_some_and(|ds| ds.iter().any(|d| d["state"] == "pending"))
+        })
+        .count();
+    assert_eq!(pending, 5, "opened events still queued after the stop");
+    let before = sink.requests().len();
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let d = Child::start_with_config(dir.path(), &toml).await;
+    for fp in &answered {
+        let (status, _) = get(&client, d.url(&format!("/api/v1/alerts/{fp}"))).await;
+        assert_eq!(status, 200, "answered alert {fp} lost by the SIGTERM");
+    }
+    let ids = incident_ids(&client, &d).await;
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    wait_for(30, "the held events to be delivered", || {
+        let delivered: std::collections::BTreeSet<String> = sink.requests()[before..]
+            .iter()
+            .filter(|r| r.json()["event"]["kind"] == "opened")
+            .map(|r| {
+                r.json()["event"]["record"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        async move { (delivered.len() == 5).then_some(()) }
+    })
+    .await;
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long crash soak: the kill -9 test of tests/crash.rs with more cycles (100 by
-# default, ~4 minutes here). tests/run.sh runs it with 20.
+# default, ~10 minutes here: each start replays a larger store). tests/run.sh runs it with 20.
 #
 #   tests/soak.sh          # 100 cycles
 #   tests/soak.sh 500      # more
