@@ -457,3 +457,101 @@ async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
     })
     .await;
 }
+
+fn triaged(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+/// `triaged store verify` on a healthy store, on one a running daemon holds, and on a
+/// log damaged under acknowledged records, which the daemon then refuses to start on,
+/// naming the file and the byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_verify_and_a_damaged_log_refuse_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("triaged.toml");
+    let client = reqwest::Client::new();
+    let post = |d: &Child, name: &str| {
+        let body = am_payload(vec![am_alert(
+            "firing",
+            json!({"alertname": name, "job": "verify"}),
+            "2026-12-01T01:00:00Z",
+        )]);
+        client.post(d.url(AM_PATH)).json(&body).send()
+    };
+    let mut d = Child::start(dir.path()).await;
+    assert_eq!(post(&d, "One").await.unwrap().status(), 200);
+    let out = triaged(&["store", "verify"], &config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use (is triaged running?"), "{err}");
+    d.signal("TERM");
+    d.process.wait().unwrap();
+    drop(d);
+
+    let out = triaged(&["store", "verify"], &config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("store intact"), "{text}");
+    assert!(text.contains("incidents 1"), "{text}");
+    assert!(text.contains("audit log intact"), "{text}");
+
+    // Acknowledged records in the log (kill -9: no checkpoint), then one byte of the
+    // first record's payload changes.
+    let mut d = Child::start(dir.path()).await;
+    for name in ["Two", "Three", "Four"] {
+        assert_eq!(post(&d, name).await.unwrap().status(), 200);
+    }
+    d.process.kill().unwrap();
+    d.process.wait().unwrap();
+    drop(d);
+    let wal = dir.path().join("data/wal");
+    let newest = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| s.parse::<u64>().is_ok())
+        })
+        .max_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[16 + 2] ^= 0xff;
+    std::fs::write(&newest, &bytes).unwrap();
+
+    let out = triaged(&["store", "verify"], &config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{} is damaged at byte 0: checksum mismatch",
+        newest.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+
+    let port = free_port();
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(!serve.status.success(), "started on a damaged log");
+    let err = String::from_utf8_lossy(&serve.stderr);
+    assert!(err.contains(&expected), "{err}");
+    // Nothing was cut off to get past it.
+    assert_eq!(std::fs::read(&newest).unwrap().len(), bytes.len());
+}

@@ -168,6 +168,14 @@ impl From<StatusFilter> for IncidentFilter {
     }
 }
 
+/// What `Store::scan` read: records per kind, and every problem found (a record that
+/// does not decode, an index entry without its record, a counter behind its records).
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub records: std::collections::BTreeMap<&'static str, u64>,
+    pub problems: Vec<String>,
+}
+
 /// The store's state for readiness and metrics.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
@@ -317,6 +325,10 @@ pub trait Store: Send + Sync + 'static {
     /// when empty).
     fn audit_head(&self) -> Result<(u64, String), StoreError>;
     fn stats(&self) -> Result<Stats, StoreError>;
+    /// Reads every stored record and index entry and reports what does not decode or
+    /// does not match (`triaged store verify`); the log was checked when it was
+    /// replayed at open.
+    fn scan(&self) -> Result<Scan, StoreError>;
     /// Writes the batch atomically, without waiting for the disk; it becomes durable and
     /// visible to reads with the [`Store::sync`] of its ticket (or a later one). A
     /// batch is validated against the batches appended before it, durable or not.

@@ -68,6 +68,14 @@ const CLEAN_RESOLVED_SECS: i64 = 3600;
 /// checkpoint threshold (bounded memory under any load).
 const HARD_LIMIT_FACTOR: usize = 4;
 
+/// A key for a message: text when it is text, hex otherwise.
+fn printable(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
+        _ => hex::encode(key),
+    }
+}
+
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -1937,6 +1945,122 @@ impl Store for SledStore {
         Ok((st.audit_seq, st.audit_hash.clone()))
     }
 
+    fn scan(&self) -> Result<super::Scan, StoreError> {
+        use serde::de::DeserializeOwned;
+        let t = &self.inner.t;
+        let mut scan = super::Scan::default();
+        fn each<V: DeserializeOwned>(
+            tree: &Tree,
+            name: &'static str,
+            scan: &mut super::Scan,
+            mut seen: impl FnMut(&[u8], V),
+        ) -> Result<(), StoreError> {
+            let mut n = 0;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(io)?;
+                n += 1;
+                match decode::<V>(&v) {
+                    Ok(x) => seen(&k, x),
+                    Err(e) => scan.problems.push(format!(
+                        "{name}: record {} does not decode: {e}",
+                        printable(&k)
+                    )),
+                }
+            }
+            scan.records.insert(name, n);
+            Ok(())
+        }
+        fn numbers(
+            tree: &Tree,
+            name: &'static str,
+            scan: &mut super::Scan,
+            mut seen: impl FnMut(&[u8], u64),
+        ) -> Result<(), StoreError> {
+            let mut n = 0;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(io)?;
+                n += 1;
+                match u64_of(name, &k, &v) {
+                    Ok(x) => seen(&k, x),
+                    Err(e) => scan.problems.push(format!("{name}: {e}")),
+                }
+            }
+            scan.records.insert(name, n);
+            Ok(())
+        }
+        let mut incidents = HashSet::new();
+        each::<IncidentV1>(&t.incidents, "incidents", &mut scan, |k, i| {
+            incidents.insert((k.to_vec(), i.id));
+        })?;
+        // By key, so an index entry of a record that does not decode is not reported
+        // a second time as naming a missing incident.
+        let mut ids: HashSet<u64> = incidents.iter().map(|(_, id)| *id).collect();
+        for kv in t.incidents.iter() {
+            let (k, _) = kv.map_err(io)?;
+            if let Ok(id) = u64_of("incidents", &k, &k) {
+                ids.insert(id);
+            }
+        }
+        for (k, id) in &incidents {
+            if k.as_slice() != id.to_be_bytes() {
+                scan.problems
+                    .push(format!("incidents: record {} holds INC-{id}", printable(k)));
+            }
+        }
+        each::<AlertV1>(&t.alerts, "alerts", &mut scan, |_, _| {})?;
+        each::<AlertStateV1>(&t.alert_state, "alert_state", &mut scan, |_, _| {})?;
+        each::<ProblemV1>(&t.problems, "problems", &mut scan, |_, _| {})?;
+        each::<ChangeV1>(&t.changes, "changes", &mut scan, |_, _| {})?;
+        each::<SilenceV1>(&t.silences, "silences", &mut scan, |_, _| {})?;
+        each::<OutboxEventV1>(&t.outbox, "outbox", &mut scan, |_, _| {})?;
+        each::<DeliveryV1>(&t.deliveries, "deliveries", &mut scan, |_, _| {})?;
+        each::<AuditEntryV1>(&t.audit, "audit", &mut scan, |_, _| {})?;
+        each::<Vec<String>>(&t.incident_alerts, "incident_alerts", &mut scan, |_, _| {})?;
+        each::<Vec<u64>>(&t.audit_index, "audit_index", &mut scan, |_, _| {})?;
+        let mut keyed = Vec::new();
+        numbers(&t.keys, "incident_keys", &mut scan, |k, id| {
+            keyed.push((printable(k), id));
+        })?;
+        numbers(&t.problem_keys, "problem_keys", &mut scan, |_, _| {})?;
+        numbers(&t.change_refs, "change_refs", &mut scan, |_, _| {})?;
+        numbers(&t.log_offsets, "log_offsets", &mut scan, |_, _| {})?;
+        // The indexes name records that are in sled (they are written by the same
+        // checkpoint) or still in the log.
+        let st = self.inner.state()?;
+        let known =
+            |id: u64| ids.contains(&id) || st.find(|o| o.incidents.get(&IncidentId(id))).is_some();
+        for (key, id) in keyed {
+            if !known(id) {
+                scan.problems.push(format!(
+                    "incident_keys: {key} names INC-{id}, which is not stored"
+                ));
+            }
+        }
+        for (name, tree) in [
+            ("open_incidents", &t.open_incidents),
+            ("flapping", &t.flapping),
+        ] {
+            for kv in tree.iter() {
+                let (k, _) = kv.map_err(io)?;
+                match u64_of(name, &k, &k) {
+                    Ok(id) if !known(id) => scan
+                        .problems
+                        .push(format!("{name}: INC-{id} is not stored")),
+                    Ok(_) => {}
+                    Err(e) => scan.problems.push(format!("{name}: {e}")),
+                }
+            }
+        }
+        let highest = ids.iter().copied().max().unwrap_or(0);
+        if highest >= st.next_incident {
+            scan.problems.push(format!(
+                "next_incident: the counter is {} but INC-{highest} is stored (a number would be reused)",
+                st.next_incident
+            ));
+        }
+        Ok(scan)
+    }
+
     fn next_incident_number(&self) -> Result<u64, StoreError> {
         Ok(self.inner.state()?.next_incident)
     }
@@ -2184,6 +2308,62 @@ mod tests {
 
     fn ids(list: Vec<Incident>) -> Vec<u64> {
         list.into_iter().map(|i| i.id.0).collect()
+    }
+
+    #[test]
+    fn a_scan_reads_every_record_and_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        store.commit(opening(1..4)).unwrap();
+        store.checkpoint().unwrap();
+        // INC-4 only in the log: the indexes may name it.
+        store.commit(opening(4..5)).unwrap();
+        let scan = store.scan().unwrap();
+        assert!(scan.problems.is_empty(), "{:?}", scan.problems);
+        assert_eq!(scan.records["incidents"], 3);
+        assert_eq!(scan.records["alerts"], 3);
+        assert_eq!(scan.records["incident_keys"], 3);
+
+        // Damage: a record that does not decode, a key naming a missing incident, an
+        // open-incident entry without its incident, a counter behind the records.
+        let t = &store.inner.t;
+        t.incidents
+            .insert(2u64.to_be_bytes(), &b"\x01garbage"[..])
+            .unwrap();
+        t.keys.insert("ghost", &9u64.to_be_bytes()[..]).unwrap();
+        t.open_incidents
+            .insert(7u64.to_be_bytes(), &[][..])
+            .unwrap();
+        t.incidents
+            .insert(
+                50u64.to_be_bytes(),
+                encode(&IncidentV1::from(&incident(50))),
+            )
+            .unwrap();
+        let problems = store.scan().unwrap().problems;
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[0].starts_with("incidents: record 0000000000000002 does not decode"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "incident_keys: ghost names INC-9, which is not stored"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p == "open_incidents: INC-7 is not stored"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("next_incident: the counter is 5 but INC-50 is stored")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Resul
             }
         };
         if let Some(message) = problem {
-            if !last {
+            // A torn write is the last thing in the file; a bad record with whole
+            // records after it is damage to acknowledged data, never cut off.
+            let next = pos + HEADER + len as usize;
+            if !last || (len <= MAX_RECORD && whole_record_at(&data, next, n)) {
                 return Err(WalError::Damaged {
                     path,
                     offset: pos as u64,
@@ -148,6 +151,21 @@ fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Whether a whole record of segment `n` (its header and a matching checksum) starts
+/// at `pos`.
+fn whole_record_at(data: &[u8], pos: usize, n: u64) -> bool {
+    let Some(header) = data.get(pos..pos + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let segment = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    segment == n
+        && data
+            .get(pos + HEADER..pos + HEADER + len)
+            .is_some_and(|payload| crc(segment, payload) == sum)
 }
 
 impl Wal {
@@ -346,6 +364,31 @@ mod tests {
         drop(wal);
         let (_, records) = Wal::open(dir.path()).unwrap();
         assert_eq!(records, vec![b"whole".to_vec(), b"after".to_vec()]);
+    }
+
+    #[test]
+    fn damage_before_whole_records_of_the_newest_segment_is_an_error_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append(b"first").unwrap();
+        wal.append(b"second").unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        let before = fs::read(&path).unwrap();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"X", (HEADER + 2) as u64).unwrap();
+        drop(f);
+        match Wal::open(dir.path()) {
+            Err(WalError::Damaged {
+                offset, message, ..
+            }) => {
+                assert_eq!((offset, message.as_str()), (0, "checksum mismatch"));
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("damaged log accepted"),
+        }
+        // Nothing was cut off: the acknowledged second record is still there.
+        assert_eq!(fs::read(&path).unwrap().len(), before.len());
     }
 
     #[test]
