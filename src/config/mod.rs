@@ -279,7 +279,7 @@ impl Default for RawServer {
         RawServer {
             listen: "127.0.0.1:9797".into(),
             max_body_bytes: 1024 * 1024,
-            header_timeout_secs: 10,
+            header_timeout_secs: 30,
             body_timeout_secs: 30,
             drain_secs: 30,
             allow_unauthenticated: false,
