@@ -23,30 +23,29 @@ async fn incident_ids(client: &reqwest::Client, d: &Child) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let mut answered: Vec<String> = Vec::new();
-    for cycle in 0..3 {
-        let mut d = Child::start(dir.path()).await;
-        let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-        let mut load = Vec::new();
-        for worker in 0..8 {
-            let client = client.clone();
-            let url = d.url(AM_PATH);
-            let acked = acked.clone();
-            load.push(tokio::spawn(async move {
+/// Alerts answered 200 so far, by fingerprint.
+type Acked = Arc<Mutex<Vec<String>>>;
+
+/// `workers` tasks posting to `url` until the daemon is gone: request `n` of worker
+/// `w` carries `per_request` alerts with the labels `labels(w, n, k)` gives. Every 200
+/// adds the request's fingerprints to the list; any other answer fails the test.
+fn start_load(
+    client: &reqwest::Client,
+    url: String,
+    workers: usize,
+    per_request: usize,
+    labels: impl Fn(usize, usize, usize) -> Value + Send + Sync + 'static,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+    let acked: Acked = Arc::default();
+    let labels = Arc::new(labels);
+    let tasks = (0..workers)
+        .map(|worker| {
+            let (client, url, acked, labels) =
+                (client.clone(), url.clone(), acked.clone(), labels.clone());
+            tokio::spawn(async move {
                 for n in 0.. {
-                    let alerts: Vec<Value> = (0..5)
-                        .map(|k| {
-                            am_alert(
-                                "firing",
-                                json!({"alertname": format!("Crash{}", k), "job": "load",
-                                       "instance": format!("c{cycle}-w{worker}-n{n}")}),
-                                "2026-11-29T01:00:00Z",
-                            )
-                        })
+                    let alerts: Vec<Value> = (0..per_request)
+                        .map(|k| am_alert("firing", labels(worker, n, k), "2026-12-01T01:00:00Z"))
                         .collect();
                     let fps: Vec<String> = alerts
                         .iter()
@@ -58,8 +57,23 @@ async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
                         Err(_) => return, // the daemon is gone
                     }
                 }
-            }));
-        }
+            })
+        })
+        .collect();
+    (acked, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut answered: Vec<String> = Vec::new();
+    for cycle in 0..3 {
+        let mut d = Child::start(dir.path()).await;
+        let (acked, load) = start_load(&client, d.url(AM_PATH), 8, 5, move |worker, n, k| {
+            json!({"alertname": format!("Crash{k}"), "job": "load",
+                   "instance": format!("c{cycle}-w{worker}-n{n}")})
+        });
         wait_for(60, "alerts to be answered", || {
             let n = acked.lock().unwrap().len();
             async move { (n >= 400).then_some(()) }
@@ -179,39 +193,12 @@ async fn kill_9_at_random_points_under_load_loses_and_repeats_nothing() {
     let mut answered: Vec<String> = Vec::new();
     for cycle in 0..cycles {
         let mut d = Child::start_with_config(dir.path(), &toml).await;
-        let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-        let mut load = Vec::new();
-        for worker in 0..4 {
-            let client = client.clone();
-            let url = d.url(AM_PATH);
-            let acked = acked.clone();
-            load.push(tokio::spawn(async move {
-                for n in 0.. {
-                    // New incidents keep opening: 8 names per cycle (800 incidents in
-                    // 100 cycles, under the API's list limit of 1000).
-                    let alerts: Vec<Value> = (0..2)
-                        .map(|k| {
-                            am_alert(
-                                "firing",
-                                json!({"alertname": format!("Soak{cycle}n{}", (n + k) % 8),
-                                       "job": "soak",
-                                       "instance": format!("c{cycle}-w{worker}-n{n}-{k}")}),
-                                "2026-12-01T01:00:00Z",
-                            )
-                        })
-                        .collect();
-                    let fps: Vec<String> = alerts
-                        .iter()
-                        .map(|a| a["fingerprint"].as_str().unwrap().to_string())
-                        .collect();
-                    match client.post(&url).json(&am_payload(alerts)).send().await {
-                        Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().extend(fps),
-                        Ok(r) => panic!("unexpected status {}", r.status()),
-                        Err(_) => return, // the daemon is gone
-                    }
-                }
-            }));
-        }
+        // New incidents keep opening: 8 names per cycle (800 incidents in 100 cycles,
+        // under the API's list limit of 1000).
+        let (acked, load) = start_load(&client, d.url(AM_PATH), 4, 2, move |worker, n, k| {
+            json!({"alertname": format!("Soak{cycle}n{}", (n + k) % 8), "job": "soak",
+                   "instance": format!("c{cycle}-w{worker}-n{n}-{k}")})
+        });
         // A random point: after 0 to ~600 answered alerts, plus up to 30 ms.
         let target = rng.usize(0..600);
         wait_for(60, "alerts to be answered", || {
@@ -361,32 +348,10 @@ async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
     .replace("[server]\n", "[server]\ndrain_secs = 10\n");
     let client = reqwest::Client::new();
     let mut d = Child::start_with_config(dir.path(), &toml).await;
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut load = Vec::new();
-    for worker in 0..8 {
-        let (client, url, acked) = (client.clone(), d.url(AM_PATH), acked.clone());
-        load.push(tokio::spawn(async move {
-            for n in 0.. {
-                let alert = am_alert(
-                    "firing",
-                    json!({"alertname": format!("Term{}", n % 5), "job": "term",
-                           "instance": format!("w{worker}-n{n}")}),
-                    "2026-12-01T01:00:00Z",
-                );
-                let fp = alert["fingerprint"].as_str().unwrap().to_string();
-                match client
-                    .post(&url)
-                    .json(&am_payload(vec![alert]))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().as_u16() == 200 => acked.lock().unwrap().push(fp),
-                    Ok(r) => panic!("status {} while draining", r.status()),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
+    let (acked, load) = start_load(&client, d.url(AM_PATH), 8, 1, |worker, n, _| {
+        json!({"alertname": format!("Term{}", n % 5), "job": "term",
+               "instance": format!("w{worker}-n{n}")})
+    });
     wait_for(30, "load", || {
         let n = acked.lock().unwrap().len();
         async move { (n >= 300).then_some(()) }
