@@ -251,20 +251,7 @@ async fn kill_9_at_random_points_under_load_loses_and_repeats_nothing() {
     .await;
     d.signal("TERM");
     d.process.wait().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
-        .args(["export", "--config"])
-        .arg(dir.path().join("triaged.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .collect();
+    let records = exported(&dir.path().join("triaged.toml"));
     let stored: std::collections::HashSet<String> = records
         .iter()
         .filter(|r| r["record"] == "alert")
@@ -377,19 +364,8 @@ async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
 
     // Still queued after the stop (read offline with the CLI), delivered once the sink
     // is up.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
-        .args(["export", "--config"])
-        .arg(dir.path().join("triaged.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pending = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let pending = exported(&dir.path().join("triaged.toml"))
+        .into_iter()
         .filter(|r| r["record"] == "outbox" && r["kind"] == "opened")
         .filter(|r| {
             r["deliveries"]
@@ -421,6 +397,20 @@ async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
         async move { (delivered.len() == 5).then_some(()) }
     })
     .await;
+}
+
+/// Every record `triaged export` writes for the (stopped) daemon of `config`.
+fn exported(config: &std::path::Path) -> Vec<Value> {
+    let out = triaged(&["export"], config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect()
 }
 
 fn triaged(args: &[&str], config: &std::path::Path) -> std::process::Output {
