@@ -73,17 +73,23 @@ async fn deadlines_breach_escalate_and_stop_on_acknowledge_or_hold() {
         .filter(|(a, _, _)| a == "sla_breached" || a == "escalated")
         .map(|(a, to, _)| (a, to))
         .collect();
-    let want = [
-        ("sla_breached", "respond"),
-        ("escalated", "1"),
-        ("sla_breached", "resolve"),
-        ("escalated", "2"),
-    ];
+    // Both breaches once; the levels in order, the first after the respond breach.
+    // (Under load one timer tick can record the resolve breach and a level together,
+    // so the order between those two is not fixed.)
+    let pos = |a: &str, to: &str| got.iter().position(|(x, y)| x == a && y == to);
+    let count = |a: &str| got.iter().filter(|(x, _)| x == a).count();
     assert_eq!(
-        got,
-        want.map(|(a, b)| (a.to_string(), b.to_string())),
-        "{inc1}"
+        (count("sla_breached"), count("escalated")),
+        (2, 2),
+        "{got:?}"
     );
+    let (respond, resolve) = (
+        pos("sla_breached", "respond"),
+        pos("sla_breached", "resolve"),
+    );
+    let (one, two) = (pos("escalated", "1"), pos("escalated", "2"));
+    assert!(respond.is_some() && resolve.is_some(), "{got:?}");
+    assert!(respond < one && one < two, "{got:?}");
     let opened: jiff::Timestamp = inc1["opened_at"].as_str().unwrap().parse().unwrap();
     let breached: jiff::Timestamp = inc1["sla"]["respond_breached_at"]
         .as_str()
