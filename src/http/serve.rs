@@ -3,7 +3,7 @@
 //! hyper's header read timeout never fires):
 //! - a client has `header_timeout` to send a request's head (slow-loris clients are
 //!   disconnected instead of holding a connection and its buffer forever);
-//! - bodies are read under `body_timeout` by the handlers (`webhooks::json_body`);
+//! - bodies are read under `body_timeout` by the handlers (`webhooks::read_body`);
 //! - at shutdown, new connections stop, idle ones are closed, requests in flight
 //!   finish, and after `drain` whatever is still open is dropped.
 //!

@@ -55,12 +55,20 @@ pub struct SecretQuery {
     secret: Option<String>,
 }
 
-async fn read(
+/// A ticket system's callback: the body read (limits, timeout), the sinks of `kind`
+/// it is signed for, and the body as JSON (400 naming `body` otherwise).
+async fn signed_json(
     state: &AppState,
     headers: &HeaderMap,
+    query: &SecretQuery,
     body: Body,
-) -> Result<axum::body::Bytes, ApiError> {
-    super::webhooks::read_body(state, headers, body, |_| {}).await
+    kind: &str,
+) -> Result<(Vec<String>, Value), ApiError> {
+    let bytes = super::webhooks::read_body(state, headers, body, |_| {}).await?;
+    let sinks = authenticate(state, headers, query, &bytes, kind)?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;
+    Ok((sinks, v))
 }
 
 /// The sinks of `kind` that this request is signed for (or all of them for an ingest
@@ -163,10 +171,7 @@ pub async fn jira(
     Query(query): Query<SecretQuery>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = read(&state, &headers, body).await?;
-    let sinks = authenticate(&state, &headers, &query, &bytes, "jira")?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;
+    let (sinks, v) = signed_json(&state, &headers, &query, body, "jira").await?;
     let event = v["webhookEvent"]
         .as_str()
         .ok_or_else(|| ApiError::bad_request("webhookEvent", "missing"))?;
@@ -246,10 +251,7 @@ pub async fn servicenow(
     Query(query): Query<SecretQuery>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let bytes = read(&state, &headers, body).await?;
-    let sinks = authenticate(&state, &headers, &query, &bytes, "servicenow")?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;
+    let (sinks, v) = signed_json(&state, &headers, &query, body, "servicenow").await?;
     let sys_id = v["sys_id"]
         .as_str()
         .ok_or_else(|| ApiError::bad_request("sys_id", "missing"))?;
