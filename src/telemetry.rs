@@ -76,6 +76,9 @@ pub struct Metrics {
     store_checkpoints: IntCounterVec,
     store_last_checkpoint: prometheus::Gauge,
     store_healthy: IntGauge,
+    store_refusing_writes: IntGauge,
+    store_checkpoints_blocked: IntGauge,
+    store_free_bytes: IntGauge,
     /// The store's checkpoint counts at the last scrape (its counters are absolute).
     seen_checkpoints: std::sync::Mutex<(u64, u64)>,
 }
@@ -236,6 +239,18 @@ impl Metrics {
                 "triaged_store_healthy",
                 "1 while the store takes writes, 0 after a log failure (restart needed)",
             ),
+            store_refusing_writes: gauge(
+                "triaged_store_refusing_writes",
+                "1 while writes are refused for want of space (503; they succeed again once there is room)",
+            ),
+            store_checkpoints_blocked: gauge(
+                "triaged_store_checkpoints_blocked",
+                "1 while checkpoints are put off for want of space on the data dir (the write-ahead log grows)",
+            ),
+            store_free_bytes: gauge(
+                "triaged_store_free_bytes",
+                "Free bytes on the data dir's filesystem",
+            ),
             seen_checkpoints: std::sync::Mutex::new((0, 0)),
             alerts_received: counter_vec(
                 "triaged_alerts_received_total",
@@ -351,6 +366,14 @@ impl Metrics {
         self.store_last_checkpoint
             .set(stats.last_checkpoint_seconds);
         self.store_healthy.set(i64::from(stats.failed.is_none()));
+        self.store_refusing_writes
+            .set(i64::from(stats.refusing_writes.is_some()));
+        self.store_checkpoints_blocked
+            .set(i64::from(stats.checkpoints_blocked.is_some()));
+        if let Some(free) = stats.free_bytes {
+            self.store_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
         let mut seen = self
             .seen_checkpoints
             .lock()

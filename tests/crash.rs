@@ -510,3 +510,189 @@ async fn store_verify_and_a_damaged_log_refuse_clearly() {
     // Nothing was cut off to get past it.
     assert_eq!(std::fs::read(&newest).unwrap().len(), bytes.len());
 }
+
+/// A tmpfs of `mib` MiB mounted on `path` (root only), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Writes zeros to `path` until the filesystem is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    for chunk in [1 << 20, 4096] {
+        let zeros = vec![0u8; chunk];
+        while f.write_all(&zeros).is_ok() {}
+    }
+}
+
+/// The data dir on a small filesystem that fills up under load: requests the log
+/// cannot hold get 503 with Retry-After and are not stored, readiness says why, the
+/// daemon keeps running; once space returns writes succeed again and the checkpoint
+/// runs without a restart; after a restart every alert answered 200 is there and no
+/// refused one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_loses_nothing_answered_and_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data, 128) else {
+        assert!(!running_as_root(), "root cannot mount a tmpfs");
+        eprintln!("skipped: mounting the small filesystem this test fills needs root");
+        return;
+    };
+    // A checkpoint every second, so that one is due whenever the disk fills.
+    let config = config_toml(&data.join("store"), &shipped_rules(), "").replacen(
+        "[store]\n",
+        "[store]\ncheckpoint_interval_secs = 1\n",
+        1,
+    );
+    let mut d = Child::start_with_config(dir.path(), &config).await;
+    let client = reqwest::Client::new();
+    // Request `n`: ten alerts with 4 KB annotations, fingerprints of their own.
+    let body = |n: usize| {
+        let alerts = (0..10)
+            .map(|k| {
+                let mut a = am_alert(
+                    "firing",
+                    json!({"alertname": "Fill", "job": "disk", "instance": format!("r{n}-{k}")}),
+                    "2026-12-01T01:00:00Z",
+                );
+                a["annotations"] = json!({"description": "x".repeat(4096)});
+                a
+            })
+            .collect();
+        am_payload(alerts)
+    };
+    let fingerprints = |b: &Value| -> Vec<String> {
+        b["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["fingerprint"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (mut answered, mut refused) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for _ in 0..20 {
+        let b = body(n);
+        n += 1;
+        let r = client.post(d.url(AM_PATH)).json(&b).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        answered.extend(fingerprints(&b));
+    }
+
+    fill(&data.join("filler"));
+    // The log's preallocated segment still takes writes; past it, a write needs new
+    // space and is refused.
+    let mut first_refusal = None;
+    while n < 2000 && refused.len() < 50 {
+        let b = body(n);
+        n += 1;
+        let r = client.post(d.url(AM_PATH)).json(&b).send().await.unwrap();
+        match r.status().as_u16() {
+            200 => answered.extend(fingerprints(&b)),
+            503 => {
+                let retry = r.headers().get("retry-after").cloned();
+                let (_, err) = status_json(r).await;
+                first_refusal.get_or_insert((retry, err));
+                refused.extend(fingerprints(&b));
+            }
+            other => panic!("unexpected status {other}\n{}", d.log_text()),
+        }
+    }
+    let (retry, err) = first_refusal.expect("a write is refused on the full disk");
+    assert_eq!(retry.unwrap(), "5");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{err}"
+    );
+    let (status, ready) = get(&client, d.url("/readyz")).await;
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (503, Some("store refusing writes"))
+    );
+    let metrics = client
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "triaged_store_refusing_writes 1",
+        "triaged_store_checkpoints_blocked 1",
+        "triaged_store_healthy 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    assert!(d.process.try_wait().unwrap().is_none(), "the daemon exited");
+
+    // Space returns: the next write succeeds, and the put-off checkpoint runs.
+    std::fs::remove_file(data.join("filler")).unwrap();
+    for _ in 0..5 {
+        let b = body(n);
+        n += 1;
+        let r = client.post(d.url(AM_PATH)).json(&b).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", d.log_text());
+        answered.extend(fingerprints(&b));
+    }
+    wait_for(30, "the put-off checkpoint to run", || {
+        let req = client.get(d.url("/readyz")).send();
+        async move {
+            let (status, v) = status_json(req.await.ok()?).await;
+            (status == 200 && v["checkpoints_blocked"].is_null()).then_some(())
+        }
+    })
+    .await;
+
+    d.signal("TERM");
+    assert!(d.process.wait().unwrap().success());
+    drop(d);
+    let d = Child::start_with_config(dir.path(), &config).await;
+    for fp in &answered {
+        let (status, _) = get(&client, d.url(&format!("/api/v1/alerts/{fp}"))).await;
+        assert_eq!(status, 200, "answered alert {fp} lost\n{}", d.log_text());
+    }
+    for fp in &refused {
+        let (status, _) = get(&client, d.url(&format!("/api/v1/alerts/{fp}"))).await;
+        assert_eq!(status, 404, "refused alert {fp} was stored");
+    }
+    drop(d);
+    let out = triaged(&["store", "verify"], &dir.path().join("triaged.toml"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -253,14 +253,26 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.clone();
-    let failed = match blocking(move || store.stats()).await {
-        Ok(stats) => stats.failed,
-        Err(e) => Some(e.error),
+    let (failed, refusing, blocked) = match blocking(move || store.stats()).await {
+        Ok(stats) => (
+            stats.failed,
+            stats.refusing_writes,
+            stats.checkpoints_blocked,
+        ),
+        Err(e) => (Some(e.error), None, None),
     };
     if let Some(error) = failed {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "store failed", "error": error})),
+        )
+            .into_response();
+    }
+    if let Some(error) = refusing {
+        // Not a failure: the next write that finds room succeeds (no restart).
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "store refusing writes", "error": error})),
         )
             .into_response();
     }
@@ -272,7 +284,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
             .iter()
             .cloned()
             .collect();
-        Json(serde_json::json!({"status": "ready", "stale_sources": stale})).into_response()
+        let mut body = serde_json::json!({"status": "ready", "stale_sources": stale});
+        if let Some(why) = blocked {
+            // Ready (writes go into the log), but the log grows until there is room.
+            body["checkpoints_blocked"] = why.into();
+        }
+        Json(body).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -191,6 +191,14 @@ pub struct Stats {
     pub last_checkpoint_seconds: f64,
     /// Set when the store refuses writes until a restart, with the reason.
     pub failed: Option<String>,
+    /// Set while writes are refused for want of space (the log is intact; a write
+    /// succeeds again once there is room), with the reason.
+    pub refusing_writes: Option<String>,
+    /// Set while checkpoints are put off for want of space (commits go on into the
+    /// log while it has room), with the reason.
+    pub checkpoints_blocked: Option<String>,
+    /// Free bytes on the data dir's filesystem (`None` when unknown).
+    pub free_bytes: Option<u64>,
 }
 
 /// Reads the whole audit log in pages and checks its hash chain against its head.

@@ -26,8 +26,7 @@
 //! its packed lists again, under the same key or a later one, and reads take the union.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-#[cfg(test)]
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -67,6 +66,14 @@ const CLEAN_RESOLVED_SECS: i64 = 3600;
 /// Commits wait for a checkpoint when the overlay holds this many times the
 /// checkpoint threshold (bounded memory under any load).
 const HARD_LIMIT_FACTOR: usize = 4;
+/// A checkpoint starts only with this many times the log's bytes free on the data
+/// dir's filesystem, plus [`CHECKPOINT_RESERVE`] (and a segment's preallocation when
+/// there is no spare): sled turns its first failed write into an error every later
+/// write returns until it is opened again (sled 0.34 `Config::global_error`, reset
+/// only in `PageCache::start`), so sled must not be the one to meet a full disk. The
+/// log, which can refuse one write and take the next, meets it instead.
+const CHECKPOINT_SPACE_FACTOR: u64 = 2;
+const CHECKPOINT_RESERVE: u64 = 16 * 1024 * 1024;
 
 /// A key for a message: text when it is text, hex otherwise.
 fn printable(key: &[u8]) -> String {
@@ -87,8 +94,14 @@ fn wal_err(e: WalError) -> StoreError {
             key: String::new(),
             message: e.to_string(),
         },
-        WalError::Io { .. } => StoreError::Io(e.to_string()),
+        WalError::Io { .. } | WalError::NotWritten { .. } => StoreError::Io(e.to_string()),
     }
+}
+
+/// Free bytes on the filesystem holding `dir` for an unprivileged writer.
+pub(crate) fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn lock_poisoned() -> StoreError {
@@ -636,10 +649,16 @@ struct Log {
     outbox_seq: u64,
     /// The last ticket handed out.
     ticket: Ticket,
-    /// Set after a write or sync of the log failed: what was written since is in an
-    /// unknown state, so every later write is refused until a restart (which replays
-    /// what did reach the disk).
+    /// Set after a sync of the log (or the undo of a failed write) failed, or sled
+    /// failed a write: what was written since is in an unknown state, so every later
+    /// write is refused until a restart (which replays what did reach the disk).
     failed: Option<String>,
+    /// Why the last write was refused with the log intact (no space): cleared by the
+    /// next write that succeeds.
+    refused: Option<String>,
+    /// Why the last checkpoint did not start (no space): cleared by the next one
+    /// that completes.
+    blocked: Option<String>,
 }
 
 impl Log {
@@ -660,6 +679,8 @@ impl Log {
 }
 
 struct Inner {
+    /// The data dir (its filesystem's free space is checked before a checkpoint).
+    dir: PathBuf,
     db: sled::Db,
     t: Trees,
     log: Mutex<Log>,
@@ -847,6 +868,7 @@ impl SledStore {
 
         let (wake, woken) = mpsc::sync_channel(1);
         let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
             db,
             t,
             log: Mutex::new(Log {
@@ -859,6 +881,8 @@ impl SledStore {
                 outbox_seq: state.outbox_seq,
                 ticket: 0,
                 failed: None,
+                refused: None,
+                blocked: None,
             }),
             pending: Mutex::new(std::collections::VecDeque::new()),
             durable: std::sync::atomic::AtomicU64::new(0),
@@ -1037,11 +1061,24 @@ impl Inner {
         let (frozen, kept, counters, audit_seq, audit_hash) = {
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             log.check()?;
+            if let Err(why) = self.room_for_checkpoint(&log.wal) {
+                if log.blocked.is_none() {
+                    tracing::warn!(reason = %why, "checkpoint put off; the write-ahead log keeps every commit");
+                }
+                log.blocked = Some(why.clone());
+                return Err(StoreError::Io(why));
+            }
             // Rotating syncs the log: everything appended is durable, so it joins the
             // overlay before the overlay is frozen (the older segments are cut after
             // the checkpoint, so nothing in them may be left out of it).
             let kept = match log.wal.rotate() {
                 Ok(kept) => kept,
+                Err(e @ WalError::NotWritten { .. }) => {
+                    // No room for the next segment: appends go on in this one.
+                    let e = wal_err(e);
+                    log.blocked = Some(e.to_string());
+                    return Err(e);
+                }
                 Err(e) => return Err(log.fail(e)),
             };
             let last = log.ticket;
@@ -1050,6 +1087,8 @@ impl Inner {
             if st.live.len() == 0 {
                 // Everything older segments held is in sled already.
                 drop(st);
+                log.blocked = None;
+                log.refused = None;
                 return log.wal.remove_before(kept).map_err(wal_err);
             }
             let frozen = Arc::new(std::mem::take(&mut st.live));
@@ -1083,6 +1122,15 @@ impl Inner {
             // Keep serving what the log holds: lay the live overlay over the frozen one.
             frozen.absorb(std::mem::take(&mut st.live));
             st.live = frozen;
+            drop(st);
+            // sled refuses every write after its first failed one until it is opened
+            // again, so no later checkpoint could succeed and the overlay would only
+            // grow: refuse writes now (503) and say a restart is needed (the
+            // watchdog's health check fails, so systemd restarts the service).
+            let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
+            log.failed = Some(format!(
+                "a checkpoint could not write to sled ({e}); sled takes no more writes until it is opened again"
+            ));
             return Err(e);
         }
         self.checkpoint_seq
@@ -1105,12 +1153,38 @@ impl Inner {
             }
         }
         drop(st);
-        self.log
-            .lock()
-            .map_err(|_| lock_poisoned())?
-            .wal
-            .remove_before(kept)
-            .map_err(wal_err)
+        let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
+        if log.blocked.take().is_some() {
+            tracing::info!("checkpoints run again");
+        }
+        // The checkpoint found room, so a write would too: readiness need not wait
+        // for one to say so.
+        log.refused = None;
+        log.wal.remove_before(kept).map_err(wal_err)
+    }
+
+    /// `Err` with the reason when the data dir's filesystem has too little free space
+    /// for a checkpoint of what the log holds ([`CHECKPOINT_SPACE_FACTOR`]).
+    fn room_for_checkpoint(&self, wal: &Wal) -> Result<(), String> {
+        let need = wal.log_bytes().saturating_mul(CHECKPOINT_SPACE_FACTOR)
+            + CHECKPOINT_RESERVE
+            + wal.next_segment_bytes();
+        match free_bytes(&self.dir) {
+            Ok(free) if free < need => Err(format!(
+                "too little free space in {} for a checkpoint: {} MiB free, {} MiB needed \
+                 (twice the write-ahead log's {} MiB, a reserve and the next log segment)",
+                self.dir.display(),
+                free >> 20,
+                need.div_ceil(1 << 20),
+                wal.log_bytes().div_ceil(1 << 20),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Not knowing is no reason to stop: sled's own error would still say.
+                tracing::warn!(error = %e, "cannot read the data dir's free space");
+                Ok(())
+            }
+        }
     }
 
     fn write_to_sled(
@@ -2068,9 +2142,14 @@ impl Store for SledStore {
     fn stats(&self) -> Result<Stats, StoreError> {
         use std::sync::atomic::Ordering::Relaxed;
         let inner = &*self.inner;
-        let (log_bytes, failed) = {
+        let (log_bytes, failed, refusing_writes, checkpoints_blocked) = {
             let log = inner.log.lock().map_err(|_| lock_poisoned())?;
-            (log.wal.segment_bytes(), log.failed.clone())
+            (
+                log.wal.segment_bytes(),
+                log.failed.clone(),
+                log.refused.clone(),
+                log.blocked.clone(),
+            )
         };
         let pending = inner.pending.lock().map_err(|_| lock_poisoned())?.len() as u64;
         let st = inner.state()?;
@@ -2084,6 +2163,9 @@ impl Store for SledStore {
             checkpoints_failed: inner.checkpoints_failed.load(Relaxed),
             last_checkpoint_seconds: f64::from_bits(inner.last_checkpoint_secs_bits.load(Relaxed)),
             failed,
+            refusing_writes,
+            checkpoints_blocked,
+            free_bytes: free_bytes(&inner.dir).ok(),
         })
     }
 
@@ -2094,7 +2176,14 @@ impl Store for SledStore {
         }
         if inner.state()?.live.len() >= inner.max_records * HARD_LIMIT_FACTOR {
             // The background checkpoint is behind: do one here (backpressure).
-            inner.checkpoint()?;
+            if let Err(e) = inner.checkpoint() {
+                let mut log = inner.log.lock().map_err(|_| lock_poisoned())?;
+                log.refused = Some(format!(
+                    "{} records wait for a checkpoint, which failed: {e}",
+                    inner.max_records * HARD_LIMIT_FACTOR
+                ));
+                return Err(e);
+            }
         }
         let mut log = inner.log.lock().map_err(|_| lock_poisoned())?;
         log.check()?;
@@ -2175,8 +2264,21 @@ impl Store for SledStore {
             change_refs: batch.change_refs,
             next_change,
         };
-        if let Err(e) = log.wal.write(&encode(&applied.to_wal())) {
-            return Err(log.fail(e));
+        match log.wal.write(&encode(&applied.to_wal())) {
+            Ok(()) => {
+                if log.refused.is_some() {
+                    tracing::info!("the write-ahead log takes writes again");
+                    log.refused = None;
+                }
+            }
+            Err(e @ WalError::NotWritten { .. }) => {
+                // Nothing of the batch is stored and the log is intact: this request
+                // gets 503 (Retry-After), the next write tries again.
+                let e = wal_err(e);
+                log.refused = Some(e.to_string());
+                return Err(e);
+            }
+            Err(e) => return Err(log.fail(e)),
         }
         log.next_incident = next_incident;
         log.next_problem = next_problem;

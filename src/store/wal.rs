@@ -16,6 +16,10 @@
 //! of the file's previous life). A torn record at the end of the newest segment (a
 //! crash mid-write, never acknowledged) is cut off on open; damage anywhere else is an
 //! error, never silently skipped.
+//!
+//! A write or a rotation that fails for want of space leaves the log as it was
+//! ([`WalError::NotWritten`]): the caller refuses that one batch and the next write
+//! may succeed. A failed sync leaves it in an unknown state ([`WalError::Io`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -32,8 +36,14 @@ const SPARE: &str = "spare.wal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// The log is in an unknown state (a sync, or an undo, failed): nothing may be
+    /// written to it until it is opened again.
     #[error("write-ahead log I/O error in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The record or the new segment was not written (typically ENOSPC) and the log is
+    /// as it was before: the next write may succeed.
+    #[error("write-ahead log cannot write {path}: {source}")]
+    NotWritten { path: PathBuf, source: io::Error },
     #[error("write-ahead log segment {path} is damaged at byte {offset}: {message}")]
     Damaged {
         path: PathBuf,
@@ -56,6 +66,9 @@ pub struct Wal {
     segment: u64,
     /// Bytes of records in the current segment: where the next one is written.
     bytes: u64,
+    /// The older segments on disk (not yet removed by a checkpoint) and the bytes of
+    /// records each holds.
+    older: Vec<(u64, u64)>,
     /// Reused frame buffer.
     buf: Vec<u8>,
 }
@@ -98,7 +111,8 @@ fn crc(segment: u64, payload: &[u8]) -> u32 {
 
 /// Reads the records of segment `n`. With `last`, a torn tail is cut off (the file
 /// truncated to its last whole record); otherwise it is damage.
-fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Result<(), WalError> {
+/// Returns the bytes of whole records it holds.
+fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Result<u64, WalError> {
     let path = segment_path(dir, n);
     let mut data = Vec::new();
     File::open(&path)
@@ -111,7 +125,7 @@ fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Resul
         let segment = u64::from_le_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes"));
         if segment != n {
             // Zeros of the preallocation, or a record of the file's previous life.
-            return Ok(());
+            return Ok(pos as u64);
         }
         let problem = if len > MAX_RECORD {
             Some("impossible record length")
@@ -147,10 +161,10 @@ fn read_segment(dir: &Path, n: u64, last: bool, out: &mut Vec<Vec<u8>>) -> Resul
             f.set_len(pos as u64)
                 .and_then(|_| f.sync_all())
                 .map_err(io_err(&path))?;
-            return Ok(());
+            return Ok(pos as u64);
         }
     }
-    Ok(())
+    Ok(pos as u64)
 }
 
 /// Whether a whole record of segment `n` (its header and a matching checksum) starts
@@ -175,8 +189,10 @@ impl Wal {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let existing = segments(dir)?;
         let mut records = Vec::new();
+        let mut older = Vec::with_capacity(existing.len());
         for (i, n) in existing.iter().enumerate() {
-            read_segment(dir, *n, i + 1 == existing.len(), &mut records)?;
+            let bytes = read_segment(dir, *n, i + 1 == existing.len(), &mut records)?;
+            older.push((*n, bytes));
         }
         let segment = existing.last().map_or(1, |n| n + 1);
         let wal = Wal {
@@ -184,27 +200,41 @@ impl Wal {
             dir: dir.to_path_buf(),
             segment,
             bytes: 0,
+            older,
             buf: Vec::new(),
         };
         Ok((wal, records))
     }
 
-    /// Segment `n`'s file: the spare renamed, or a new preallocated one.
+    /// Segment `n`'s file: the spare renamed, or a new preallocated one. When the new
+    /// file cannot be written it is removed again ([`WalError::NotWritten`]): a
+    /// segment left behind after the current one would make a torn write at the end
+    /// of the current one look like damage on the next open.
     fn create(dir: &Path, n: u64) -> Result<File, WalError> {
         let path = segment_path(dir, n);
         let spare = dir.join(SPARE);
         if spare.exists() {
             fs::rename(&spare, &path).map_err(io_err(&path))?;
         } else {
-            let mut file = OpenOptions::new()
+            let made = OpenOptions::new()
                 .create(true)
                 .truncate(true)
                 .write(true)
                 .open(&path)
-                .map_err(io_err(&path))?;
-            file.write_all(&vec![0u8; PREALLOCATE])
-                .and_then(|_| file.sync_all())
-                .map_err(io_err(&path))?;
+                .and_then(|mut file| {
+                    file.write_all(&vec![0u8; PREALLOCATE])?;
+                    file.sync_all()
+                });
+            if let Err(source) = made {
+                let removed = match fs::remove_file(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                };
+                return match removed.and_then(|_| File::open(dir)?.sync_all()) {
+                    Ok(()) => Err(WalError::NotWritten { path, source }),
+                    Err(_) => Err(WalError::Io { path, source }),
+                };
+            }
         }
         let file = OpenOptions::new()
             .write(true)
@@ -238,12 +268,35 @@ impl Wal {
             .extend_from_slice(&crc(self.segment, payload).to_le_bytes());
         self.buf.extend_from_slice(&self.segment.to_le_bytes());
         self.buf.extend_from_slice(payload);
-        // A partial write (an error here) leaves a record that fails its checksum; the
-        // caller refuses every later write, and the next open cuts it off.
-        self.file
-            .write_all_at(&self.buf, self.bytes)
-            .map_err(|e| WalError::Io { path, source: e })?;
+        if let Err(source) = self.file.write_all_at(&self.buf, self.bytes) {
+            // Typically ENOSPC past the preallocated part of the segment. Part of the
+            // frame may have reached the file: zero it, so that the next record, written
+            // at the same place, is never followed by remains a reader could take for a
+            // record. The zeroed bytes lie in blocks the partial write allocated, so
+            // this needs no new space; if it fails anyway the log's state is unknown.
+            return match self.undo_partial(self.buf.len() as u64) {
+                Ok(()) => Err(WalError::NotWritten { path, source }),
+                Err(undo) => Err(WalError::Io {
+                    path,
+                    source: io::Error::new(
+                        undo.kind(),
+                        format!("{source}; then clearing the partial record failed: {undo}"),
+                    ),
+                }),
+            };
+        }
         self.bytes += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Zeroes what a failed write of `len` bytes at the end of the records may have
+    /// left in the file (up to the file's length: nothing beyond it was written).
+    fn undo_partial(&self, len: u64) -> io::Result<()> {
+        let end = self.file.metadata()?.len().min(self.bytes + len);
+        if end > self.bytes {
+            let zeros = vec![0u8; (end - self.bytes) as usize];
+            self.file.write_all_at(&zeros, self.bytes)?;
+        }
         Ok(())
     }
 
@@ -265,12 +318,30 @@ impl Wal {
         self.bytes
     }
 
+    /// Bytes of records in every segment on disk: what a checkpoint has to write out
+    /// (at most; later versions of a record replace earlier ones).
+    pub fn log_bytes(&self) -> u64 {
+        self.bytes + self.older.iter().map(|(_, b)| b).sum::<u64>()
+    }
+
+    /// New space the next segment takes: none when it reuses the spare.
+    pub fn next_segment_bytes(&self) -> u64 {
+        if self.dir.join(SPARE).exists() {
+            0
+        } else {
+            PREALLOCATE as u64
+        }
+    }
+
     /// Syncs the current segment and starts a new one; returns its number: every
     /// record before it is in older, synced segments.
+    /// A new segment that cannot be made (no space to preallocate it) is
+    /// [`WalError::NotWritten`]: appends go on in the current segment.
     pub fn rotate(&mut self) -> Result<u64, WalError> {
         self.sync()?;
         let next = self.segment + 1;
         self.file = Arc::new(Wal::create(&self.dir, next)?);
+        self.older.push((self.segment, self.bytes));
         self.segment = next;
         self.bytes = 0;
         Ok(next)
@@ -278,7 +349,7 @@ impl Wal {
 
     /// Deletes the segments numbered below `segment`, oldest first; the newest of
     /// them becomes the spare for the next segment, unless there is one already.
-    pub fn remove_before(&self, segment: u64) -> Result<(), WalError> {
+    pub fn remove_before(&mut self, segment: u64) -> Result<(), WalError> {
         let old: Vec<u64> = segments(&self.dir)?
             .into_iter()
             .filter(|n| *n < segment)
@@ -292,6 +363,7 @@ impl Wal {
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
         }
+        self.older.retain(|(n, _)| *n >= segment);
         sync_dir(&self.dir)
     }
 }
@@ -310,9 +382,12 @@ mod tests {
         let kept = wal.rotate().unwrap();
         wal.append(b"three").unwrap();
         drop(wal);
-        let (wal, records) = Wal::open(dir.path()).unwrap();
+        let (mut wal, records) = Wal::open(dir.path()).unwrap();
         assert_eq!(records, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
+        // What a checkpoint would write out: the records of both segments on disk.
+        assert_eq!(wal.log_bytes(), (3 * HEADER + 3 + 5) as u64);
         wal.remove_before(kept).unwrap();
+        assert_eq!(wal.log_bytes(), (HEADER + 5) as u64);
         drop(wal);
         let (_, records) = Wal::open(dir.path()).unwrap();
         assert_eq!(records, vec![b"three".to_vec()]);
