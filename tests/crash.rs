@@ -696,3 +696,111 @@ async fn a_full_disk_refuses_writes_loses_nothing_answered_and_recovers_when_spa
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `BIN ARGS --config CONFIG` as an unprivileged user (root reads any file, so under
+/// root the command runs as `nobody` through `setpriv`).
+fn triaged_unprivileged(
+    bin: &std::path::Path,
+    args: &[&str],
+    config: &std::path::Path,
+) -> std::process::Output {
+    let mut cmd = if running_as_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin);
+        c
+    } else {
+        std::process::Command::new(bin)
+    };
+    cmd.args(args).arg("--config").arg(config).output().unwrap()
+}
+
+/// A data dir the daemon's user cannot read, and a damaged sled file: `serve` and
+/// `store verify` refuse both, naming the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_or_damaged_data_dir_is_refused_naming_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("triaged.toml");
+    // The binary, the rules and the config where the unprivileged user reaches them
+    // (wherever the checkout is).
+    let bin = dir.path().join("triaged");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_triaged"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_triaged"), &bin).unwrap();
+    }
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(shipped_rules()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let toml = config_toml(&dir.path().join("data"), &rules, "");
+    let mut d = Child::start_with_config(dir.path(), &toml).await;
+    let body = am_payload(vec![am_alert(
+        "firing",
+        json!({"alertname": "Kept", "job": "perm"}),
+        "2026-12-01T01:00:00Z",
+    )]);
+    let r = reqwest::Client::new()
+        .post(d.url(AM_PATH))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    d.signal("TERM");
+    assert!(d.process.wait().unwrap().success());
+    drop(d);
+
+    // The data dir belongs to the unprivileged user, but it cannot read the database
+    // file.
+    let data = dir.path().join("data");
+    if running_as_root() {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = data.join("sled/db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let expected = format!(
+        "{} is not readable and writable: Permission denied",
+        db.display()
+    );
+    for args in [&["serve"][..], &["store", "verify"]] {
+        let out = triaged_unprivileged(&bin, args, &config);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&expected), "{args:?}: {err}");
+    }
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = triaged_unprivileged(&bin, &["store", "verify"], &config);
+    assert!(
+        out.status.success(),
+        "readable again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Bytes of the database file overwritten.
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[100..2100].fill(0xab);
+    std::fs::write(&db, &bytes).unwrap();
+    let expected = format!(
+        "store damaged: the database in {} cannot be read back",
+        data.join("sled").display()
+    );
+    // Each refusal leaves the damage for the next to find (sled rewrites parts of its
+    // file while it tries to open it, but no attempt passes over the damage).
+    for args in [&["serve"][..], &["store", "verify"], &["serve"]] {
+        let out = triaged(args, &config);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&expected), "{args:?}: {err}");
+    }
+}

@@ -42,6 +42,10 @@ pub fn open_offline(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreErr
 pub enum StoreError {
     #[error("store I/O error: {0}")]
     Io(String),
+    /// A whole file of the store cannot be read back (a damaged log segment or sled
+    /// file); the message names it.
+    #[error("store damaged: {0}")]
+    Damaged(String),
     #[error("corrupt record in {tree} at key {key}: {message}")]
     Corrupt {
         tree: &'static str,

@@ -89,13 +89,56 @@ fn io(e: sled::Error) -> StoreError {
 
 fn wal_err(e: WalError) -> StoreError {
     match e {
-        WalError::Damaged { .. } => StoreError::Corrupt {
-            tree: "wal",
-            key: String::new(),
-            message: e.to_string(),
-        },
+        WalError::Damaged { .. } => StoreError::Damaged(e.to_string()),
         WalError::Io { .. } | WalError::NotWritten { .. } => StoreError::Io(e.to_string()),
     }
+}
+
+/// Refuses a data dir the daemon could not fully read and write, naming the first
+/// path that is not (sled's own error names none): the dir, `sled/` and `wal/` and
+/// every file in them. What does not exist yet is created later.
+fn check_access(dir: &Path) -> Result<(), StoreError> {
+    use rustix::fs::{access, Access};
+    let refuse = |path: &Path, what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Io(format!(
+            "cannot open store in {}: {} {what}: {e} (the data dir must be readable and \
+             writable by the user triaged runs as)",
+            dir.display(),
+            path.display()
+        ))
+    };
+    let dir_ok = |path: &Path| -> Result<bool, StoreError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(refuse(path, "cannot be read", &e)),
+            Ok(m) if !m.is_dir() => Err(refuse(path, "is not a directory", &"")),
+            Ok(_) => access(path, Access::READ_OK | Access::WRITE_OK | Access::EXEC_OK)
+                .map(|_| true)
+                .map_err(|e| refuse(path, "is not readable and writable", &e)),
+        }
+    };
+    if !dir_ok(dir)? {
+        return Ok(());
+    }
+    for sub in ["sled", "wal"] {
+        let sub = dir.join(sub);
+        if !dir_ok(&sub)? {
+            continue;
+        }
+        let entries = std::fs::read_dir(&sub).map_err(|e| refuse(&sub, "cannot be listed", &e))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| refuse(&sub, "cannot be listed", &e))?
+                .path();
+            if path.is_dir() {
+                dir_ok(&path)?;
+            } else {
+                access(&path, Access::READ_OK | Access::WRITE_OK)
+                    .map_err(|e| refuse(&path, "is not readable and writable", &e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Free bytes on the filesystem holding `dir` for an unprivileged writer.
@@ -731,11 +774,18 @@ impl SledStore {
     /// commands: a lock held by another process is not released by waiting).
     pub fn open_within(settings: &StoreSettings, wait: Duration) -> Result<SledStore, StoreError> {
         let dir = &settings.data_dir;
+        check_access(dir)?;
         let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(settings.cache_capacity_bytes);
-        let db = open_sled_within(&config, wait)
-            .map_err(|e| StoreError::Io(format!("cannot open store in {}: {e}", dir.display())))?;
+        let db = open_sled_within(&config, wait).map_err(|e| match e {
+            sled::Error::Corruption { .. } => StoreError::Damaged(format!(
+                "the database in {} cannot be read back ({e}); restore the data dir \
+                 from a backup (README: Backup)",
+                dir.join("sled").display()
+            )),
+            e => StoreError::Io(format!("cannot open store in {}: {e}", dir.display())),
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let t = Trees {
             alerts: tree("alerts")?,
