@@ -25,6 +25,7 @@ fn commit_100_incidents(bencher: Bencher) {
         cache_capacity_bytes: 8 << 20,
         checkpoint_interval_secs: 30,
         checkpoint_max_records: 50_000,
+        backup_dir: std::path::PathBuf::from("backups"),
     })
     .unwrap();
     bencher.counter(ItemsCount::new(100usize)).bench_local(|| {

@@ -28,6 +28,7 @@ fn main() {
         cache_capacity_bytes: 32 << 20,
         checkpoint_interval_secs: 3600,
         checkpoint_max_records: 200_000,
+        backup_dir: std::path::PathBuf::from("backups"),
     })
     .expect("store opens");
     let started = Instant::now();

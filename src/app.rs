@@ -348,6 +348,7 @@ impl Daemon {
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.body_timeout,
             ready: AtomicBool::new(false),
+            backup_dir: settings.store.backup_dir.clone(),
         });
         let flap_detection = settings.incidents.flap_threshold > 0;
         let reloader = Reloader {

@@ -41,7 +41,11 @@ pub struct Call {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// How long the whole call may take (30 s unless a command needs longer).
+    pub timeout: std::time::Duration,
 }
+
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Call {
     pub fn get(path: impl Into<String>) -> Call {
@@ -50,6 +54,7 @@ impl Call {
             path: path.into(),
             query: Vec::new(),
             body: None,
+            timeout: TIMEOUT,
         }
     }
 
@@ -59,6 +64,7 @@ impl Call {
             path: path.into(),
             query: Vec::new(),
             body: Some(body),
+            timeout: TIMEOUT,
         }
     }
 
@@ -75,7 +81,7 @@ impl Call {
 pub async fn send(ep: &Endpoint, call: Call) -> Result<Value, Failure> {
     let base = ep.url.trim_end_matches('/');
     let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(call.timeout)
         .build()
         .map_err(|e| Failure(format!("cannot build the HTTP client: {e}")))?;
     let mut req = client

@@ -365,6 +365,73 @@ enum OutboxCommand {
     },
 }
 
+/// `triaged store backup`: offline through the store, or `--online` through the daemon.
+fn backup_command(
+    args: StoreArgs,
+    dest: Option<PathBuf>,
+    online: bool,
+    ep: triaged::client::Endpoint,
+) -> ExitCode {
+    use triaged::store::BackupReport;
+    let report = if online {
+        let mut body = serde_json::json!({});
+        if let Some(name) = &dest {
+            body["name"] = name.display().to_string().into();
+        }
+        let mut call = triaged::client::Call::post("/api/v1/store/backups", body);
+        // A copy of a large store takes a while; the daemon answers when it is done.
+        call.timeout = std::time::Duration::from_secs(3600);
+        let mut answer = None;
+        let code = api_command(async {
+            answer = Some(triaged::client::send(&ep, call).await?);
+            Ok(String::new())
+        });
+        match answer.map(serde_json::from_value::<BackupReport>) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                eprintln!("error: unexpected answer from the daemon: {e}");
+                return ExitCode::FAILURE;
+            }
+            None => return code,
+        }
+    } else {
+        let Some(dest) = dest else {
+            eprintln!("error: name the directory to create (triaged store backup DEST)");
+            return ExitCode::FAILURE;
+        };
+        let hint = "back it up through the daemon: triaged store backup --online";
+        let (store, _) = match open_offline(args, hint) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match store.backup(&dest) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let counts: Vec<String> = report
+        .records
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(tree, n)| format!("{tree} {n}"))
+        .collect();
+    println!(
+        "backup written to {}: {} incidents, {} audit entries (head {}); records: {}",
+        report.path.display(),
+        report.incidents,
+        report.audit_entries,
+        report.audit_head,
+        counts.join(", ")
+    );
+    ExitCode::SUCCESS
+}
+
 /// Runs an operator command against the daemon.
 fn api_command(
     run: impl std::future::Future<Output = Result<String, triaged::client::Failure>>,
@@ -596,6 +663,27 @@ enum StoreCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Write a consistent copy of the store into a new directory, a data dir
+    /// `triaged serve` starts on (with `backup.json` saying what it holds). With the
+    /// daemon stopped, DEST is any new directory; with --online the running daemon
+    /// writes it, and DEST is its name below the daemon's [store] backup_dir.
+    Backup {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The directory to create (offline), or with --online its name (default
+        /// triaged-YYYYMMDDTHHMMSSZ).
+        dest: Option<PathBuf>,
+        /// Ask the running daemon (POST /api/v1/store/backups, admin token) instead of
+        /// opening the store.
+        #[arg(long)]
+        online: bool,
+        /// The daemon's address (with --online).
+        #[arg(long, env = "TRIAGED_URL", default_value = "http://127.0.0.1:9797")]
+        url: String,
+        /// An API token with the admin role (with --online).
+        #[arg(long, env = "TRIAGED_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -691,7 +779,19 @@ fn export_command(
 }
 
 fn store_command(command: StoreCommand) -> ExitCode {
-    let StoreCommand::Verify { store: args } = command;
+    let args = match command {
+        StoreCommand::Verify { store } => store,
+        StoreCommand::Backup {
+            store,
+            dest,
+            online,
+            url,
+            token,
+        } => {
+            let ep = triaged::client::Endpoint { url, token };
+            return backup_command(store, dest, online, ep);
+        }
+    };
     let (store, dir) = match open_offline(args, "stop it to verify its store") {
         Ok(s) => s,
         Err(e) => {

@@ -804,3 +804,165 @@ async fn an_unreadable_or_damaged_data_dir_is_refused_naming_the_path() {
         assert!(err.contains(&expected), "{args:?}: {err}");
     }
 }
+
+/// `triaged store backup --online` under load writes a data dir that starts with every
+/// alert answered before it began and passes `store verify`; offline (the daemon
+/// stopped) it copies the store exactly (the same export); refusals name the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_backup_online_under_load_and_offline_gives_a_data_dir_that_starts() {
+    const ADMIN: &str = "admin-token-for-the-backup-test-0001";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("triaged.toml");
+    let tokens = format!(
+        "[[server.tokens]]\nname = \"am\"\nrole = \"ingest\"\ntoken = \"{ADMIN}-ingest\"\n\
+         [[server.tokens]]\nname = \"root\"\nrole = \"admin\"\ntoken = \"{ADMIN}\"\n"
+    );
+    let toml = config_toml(&dir.path().join("data"), &shipped_rules(), &tokens);
+    let d = Child::start_with_config(dir.path(), &toml).await;
+    let client = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {ADMIN}").parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let (acked, load) = start_load(&client, d.url(AM_PATH), 4, 5, |worker, n, k| {
+        json!({"alertname": format!("Backup{k}"), "job": "backup",
+               "instance": format!("w{worker}-n{n}")})
+    });
+    wait_for(60, "alerts to be answered", || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 200).then_some(()) }
+    })
+    .await;
+    let before: Vec<String> = acked.lock().unwrap().clone();
+    let base = d.url("");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+            .args(args)
+            .args(["--url", &base, "--config"])
+            .arg(&config)
+            .env("TRIAGED_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["store", "backup", "--online", "nightly"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let backup = dir.path().join("backups/nightly");
+    assert!(
+        text.contains(&format!("backup written to {}", backup.display())),
+        "{text}"
+    );
+
+    // Refusals: a name in use, a path for a name, no admin token, offline while running.
+    let out = cli(&["store", "backup", "--online", "nightly"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("exists already"),
+        "{err}"
+    );
+    let out = cli(&["store", "backup", "--online", "../elsewhere"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("name"), "{err}");
+    assert!(err.contains("not a path"), "{err}");
+    assert!(!dir.path().join("elsewhere").exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_triaged"))
+        .args(["store", "backup", "--online", "x", "--url", &base])
+        .args(["--token", &format!("{ADMIN}-ingest")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!dir.path().join("backups/x").exists());
+    let offline = dir.path().join("offline");
+    let out = cli(&["store", "backup", offline.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use (is triaged running? back it up through the daemon"),
+        "{err}"
+    );
+
+    d.signal("TERM");
+    let mut d = d;
+    assert!(d.process.wait().unwrap().success());
+    // Load went on while the backup was written.
+    assert!(acked.lock().unwrap().len() > before.len());
+    drop(d);
+    for t in load {
+        t.await.unwrap();
+    }
+
+    // The backup is a data dir: it verifies, and a daemon starts on it with every
+    // alert answered before the backup began.
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(backup.join("backup.json")).unwrap())
+            .unwrap();
+    assert!(manifest["incidents"].as_u64().unwrap() >= 1, "{manifest}");
+    assert!(manifest["records"]["alerts"].as_u64().unwrap() as usize >= before.len());
+    let verify = triaged(
+        &["store", "verify", "--data-dir", backup.to_str().unwrap()],
+        &config,
+    );
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored = Child::start_with_config(
+        restored_dir.path(),
+        &config_toml(&backup, &shipped_rules(), &tokens),
+    )
+    .await;
+    for fp in &before {
+        let (status, _) = get(&client, restored.url(&format!("/api/v1/alerts/{fp}"))).await;
+        assert_eq!(
+            status, 200,
+            "alert {fp} answered before the backup is not in it"
+        );
+    }
+    let (_, list) = get(&client, restored.url("/api/v1/incidents?limit=1000")).await;
+    assert_eq!(
+        list["incidents"].as_array().unwrap().len() as u64,
+        manifest["incidents"].as_u64().unwrap()
+    );
+    drop(restored);
+
+    // Offline: an exact copy (the same export, record for record).
+    let out = cli(&["store", "backup", offline.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let original = exported(&config);
+    let copy = triaged(
+        &["export", "--data-dir", offline.to_str().unwrap()],
+        &config,
+    );
+    assert!(copy.status.success());
+    let copy: Vec<Value> = String::from_utf8_lossy(&copy.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(copy.len(), original.len());
+    assert!(
+        copy == original,
+        "the offline backup differs from the store"
+    );
+    let out = cli(&["store", "backup", offline.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("File exists"),
+        "{err}"
+    );
+}

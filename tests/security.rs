@@ -54,6 +54,7 @@ fn endpoints() -> Vec<(&'static str, &'static str, Option<&'static str>)> {
         ("GET", "/api/v1/alerts/0123456789abcdef", Some("operator")),
         ("GET", "/api/v1/rules", Some("operator")),
         ("GET", "/api/v1/config", Some("admin")),
+        ("POST", "/api/v1/store/backups", Some("admin")),
         ("GET", "/api/v1/audit/verify", Some("operator")),
         ("GET", "/api/v1/changes", Some("operator")),
         ("POST", "/api/v1/changes", Some("ingest")),

@@ -314,6 +314,9 @@ pub struct RawStore {
     pub checkpoint_interval_secs: u64,
     /// Records changed since the last checkpoint that start the next one early.
     pub checkpoint_max_records: usize,
+    /// Where `POST /api/v1/store/backups` (`triaged store backup --online`) writes
+    /// (default: `backups` beside the data dir).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for RawStore {
@@ -323,6 +326,7 @@ impl Default for RawStore {
             cache_capacity_mb: 8,
             checkpoint_interval_secs: 30,
             checkpoint_max_records: 50_000,
+            backup_dir: None,
         }
     }
 }
@@ -553,6 +557,7 @@ impl Settings {
                 "cache_capacity_bytes": self.store.cache_capacity_bytes,
                 "checkpoint_interval_secs": self.store.checkpoint_interval_secs,
                 "checkpoint_max_records": self.store.checkpoint_max_records,
+                "backup_dir": self.store.backup_dir,
             },
             "rules": rules_view(&self.rules),
             "incidents": {
@@ -699,6 +704,7 @@ pub struct StoreSettings {
     pub cache_capacity_bytes: u64,
     pub checkpoint_interval_secs: u64,
     pub checkpoint_max_records: usize,
+    pub backup_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -1081,10 +1087,14 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             tokens,
         },
         store: StoreSettings {
-            data_dir,
             cache_capacity_bytes: raw.store.cache_capacity_mb * 1024 * 1024,
             checkpoint_interval_secs: raw.store.checkpoint_interval_secs,
             checkpoint_max_records: raw.store.checkpoint_max_records,
+            backup_dir: match &raw.store.backup_dir {
+                Some(d) => d.clone(),
+                None => data_dir.parent().unwrap_or(Path::new("")).join("backups"),
+            },
+            data_dir,
         },
         rules: RulesSettings {
             dir: raw.rules.dir.clone(),

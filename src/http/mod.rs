@@ -7,6 +7,7 @@
 
 mod actions;
 mod auth;
+mod backup;
 mod changes;
 mod chat;
 pub use chat::SlackApps;
@@ -72,6 +73,8 @@ pub struct Shared {
     pub body_timeout: std::time::Duration,
     /// False until the daemon is fully started and again while it drains.
     pub ready: AtomicBool,
+    /// Where `POST /api/v1/store/backups` writes (`[store] backup_dir`).
+    pub backup_dir: std::path::PathBuf,
 }
 
 pub type AppState = Arc<Shared>;
@@ -140,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/changes/{id}", get(records::get_change))
         .route("/api/v1/chat/slack/{sink}", post(chat::slack_interaction))
+        .route("/api/v1/store/backups", post(backup::create))
         .route("/api/v1/outbox", get(outbox::list_queue))
         .route("/api/v1/outbox/events", get(outbox::list_events))
         .route("/api/v1/outbox/{seq}", get(outbox::get_event))

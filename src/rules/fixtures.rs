@@ -544,6 +544,7 @@ fn run_sequence(
         cache_capacity_bytes: 4 << 20,
         checkpoint_interval_secs: 3600,
         checkpoint_max_records: 1_000_000,
+        backup_dir: std::path::PathBuf::from("backups"),
     })
     .map_err(|e| format!("cannot open a temporary store: {e}"))?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());

@@ -355,4 +355,22 @@ pub trait Store: Send + Sync + 'static {
     /// Moves everything committed to its final place (at shutdown, so that the next
     /// start has nothing to replay). Committed data is durable without it.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Writes a consistent copy of everything committed so far to the new directory
+    /// `dest` (a data dir `triaged serve` starts on) while the store keeps serving.
+    fn backup(&self, dest: &std::path::Path) -> Result<BackupReport, StoreError>;
+}
+
+/// What [`Store::backup`] wrote (also `backup.json` in the backup).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BackupReport {
+    pub path: std::path::PathBuf,
+    pub created_at: jiff::Timestamp,
+    /// The triaged version that wrote it.
+    pub version: String,
+    pub incidents: u64,
+    pub audit_entries: u64,
+    /// The audit chain's last hash: an auditor can match the backup to the live log.
+    pub audit_head: String,
+    /// Records per database tree.
+    pub records: std::collections::BTreeMap<String, u64>,
 }

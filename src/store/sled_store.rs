@@ -40,7 +40,7 @@ use super::records::{
     OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
-use super::{Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
+use super::{BackupReport, Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
 use crate::alerts::{Alert, AlertRecord, AlertState, AlertStatus};
 use crate::audit::{AuditEntry, GENESIS_HASH};
 use crate::changes::{ChangeId, ChangeRecord};
@@ -1093,6 +1093,12 @@ impl Inner {
 
     /// Runs a checkpoint, counting and timing it.
     fn checkpoint(&self) -> Result<(), StoreError> {
+        let one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
+        self.checkpoint_held(&one)
+    }
+
+    /// [`Inner::checkpoint`] with the checkpoint lock already held.
+    fn checkpoint_held(&self, _one: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::Relaxed;
         let started = std::time::Instant::now();
         let result = self.checkpoint_once();
@@ -1106,8 +1112,8 @@ impl Inner {
         result
     }
 
+    /// One checkpoint; the caller holds `checkpointing`.
     fn checkpoint_once(&self) -> Result<(), StoreError> {
-        let _one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
         let (frozen, kept, counters, audit_seq, audit_hash) = {
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             log.check()?;
@@ -1211,6 +1217,81 @@ impl Inner {
         // for one to say so.
         log.refused = None;
         log.wal.remove_before(kept).map_err(wal_err)
+    }
+
+    /// A consistent copy of everything appended so far, into the new directory `dest`:
+    /// under the checkpoint lock (so sled does not change meanwhile) a checkpoint
+    /// moves the log into sled, then every sled tree is copied into a new sled
+    /// database in `dest/sled` and `dest/backup.json` says what it holds. Reads and
+    /// commits go on; checkpoints wait until the copy is done.
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let one = self.checkpointing.lock().map_err(|_| lock_poisoned())?;
+        self.checkpoint_held(&one)?;
+        std::fs::create_dir(dest).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot create the backup directory {}: {e}",
+                dest.display()
+            ))
+        })?;
+        let copied = self.copy_sled(dest);
+        if copied.is_err() {
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        copied
+    }
+
+    fn copy_sled(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Io(format!("backup to {}: {what}: {e}", dest.display()))
+        };
+        let target = sled::Config::new()
+            .path(dest.join("sled"))
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|e| failed("cannot create its database", &e))?;
+        let mut records = BTreeMap::new();
+        for name in self.db.tree_names() {
+            let from = self.db.open_tree(&name).map_err(io)?;
+            let to = target
+                .open_tree(&name)
+                .map_err(|e| failed("cannot write", &e))?;
+            let mut n = 0u64;
+            let mut batch = sled::Batch::default();
+            for kv in from.iter() {
+                let (k, v) = kv.map_err(io)?;
+                batch.insert(k, v);
+                n += 1;
+                if n % CHECKPOINT_CHUNK as u64 == 0 {
+                    to.apply_batch(std::mem::take(&mut batch))
+                        .map_err(|e| failed("cannot write", &e))?;
+                }
+            }
+            to.apply_batch(batch)
+                .map_err(|e| failed("cannot write", &e))?;
+            records.insert(String::from_utf8_lossy(&name).into_owned(), n);
+        }
+        target.flush().map_err(|e| failed("cannot write", &e))?;
+        drop(target);
+        let (incidents, audit_entries, audit_head) = {
+            let st = self.state()?;
+            (st.next_incident - 1, st.audit_seq, st.audit_hash.clone())
+        };
+        let report = BackupReport {
+            path: dest.to_path_buf(),
+            created_at: jiff::Timestamp::now(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            incidents,
+            audit_entries,
+            audit_head,
+            records,
+        };
+        let manifest = dest.join("backup.json");
+        let json = serde_json::to_vec_pretty(&report).expect("the report serializes");
+        std::fs::write(&manifest, json)
+            .and_then(|_| std::fs::File::open(&manifest)?.sync_all())
+            .and_then(|_| std::fs::File::open(dest)?.sync_all())
+            .map_err(|e| failed("cannot write backup.json", &e))?;
+        Ok(report)
     }
 
     /// `Err` with the reason when the data dir's filesystem has too little free space
@@ -2358,6 +2439,10 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.checkpoint()
     }
+
+    fn backup(&self, dest: &Path) -> Result<BackupReport, StoreError> {
+        self.inner.backup(dest)
+    }
 }
 
 #[cfg(test)]
@@ -2375,6 +2460,7 @@ mod tests {
             cache_capacity_bytes: 8 << 20,
             checkpoint_interval_secs: 3600,
             checkpoint_max_records: 100_000,
+            backup_dir: std::path::PathBuf::from("backups"),
         }
     }
 
