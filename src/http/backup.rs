@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{blocking, ApiError, AppState, Need};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackupBody {
     /// The new directory's name (default `triaged-YYYYMMDDTHHMMSSZ`).
@@ -50,18 +50,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = state.authorize(&headers, Need::Admin)?;
     let bytes = super::actions::body_of(&state, &headers, body).await?;
-    let body: BackupBody = if bytes.is_empty() {
-        BackupBody::default()
-    } else {
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            ApiError::bad_request(
-                if field == "." { "body" } else { &field },
-                e.inner().to_string(),
-            )
-        })?
-    };
+    let body: BackupBody = super::actions::parse(&bytes)?;
     let name = body
         .name
         .unwrap_or_else(|| default_name(jiff::Timestamp::now()));

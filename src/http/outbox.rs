@@ -158,7 +158,7 @@ pub async fn get_event(
     Ok(Json(json!({ "event": event, "deliveries": deliveries })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryBody {
     /// Only this sink's dead letter (default: every dead delivery of the event).
@@ -176,18 +176,7 @@ pub async fn retry(
     let caller = state.authorize(&headers, Need::Operator)?;
     let seq = seq_of("seq", &seq)?;
     let bytes = super::actions::body_of(&state, &headers, body).await?;
-    let body: RetryBody = if bytes.is_empty() {
-        RetryBody::default()
-    } else {
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            ApiError::bad_request(
-                if field == "." { "body" } else { &field },
-                e.inner().to_string(),
-            )
-        })?
-    };
+    let body: RetryBody = super::actions::parse(&bytes)?;
     let revived = state
         .queue
         .requeue(seq, body.sink, caller.actor())
