@@ -747,6 +747,10 @@ struct Inner {
     last_checkpoint_secs_bits: std::sync::atomic::AtomicU64,
     /// The number of the next checkpoint (keys of the packed links and index entries).
     checkpoint_seq: std::sync::atomic::AtomicU64,
+    /// Makes the next checkpoint's sled writes fail, as sled's do once it met an I/O
+    /// error (tests only: sled's own failpoints are not in its published build).
+    #[cfg(test)]
+    fail_sled_writes: std::sync::atomic::AtomicBool,
 }
 
 /// What the checkpoint thread is told.
@@ -946,6 +950,8 @@ impl SledStore {
             checkpoints_failed: std::sync::atomic::AtomicU64::new(0),
             last_checkpoint_secs_bits: std::sync::atomic::AtomicU64::new(0),
             checkpoint_seq: std::sync::atomic::AtomicU64::new(checkpoint_seq),
+            #[cfg(test)]
+            fail_sled_writes: std::sync::atomic::AtomicBool::new(false),
         });
         let worker = inner.clone();
         let interval = Duration::from_secs(settings.checkpoint_interval_secs);
@@ -1326,6 +1332,13 @@ impl Inner {
         audit_seq: u64,
         audit_hash: &str,
     ) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if self
+            .fail_sled_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io("IO error: injected".into()));
+        }
         let t = &self.t;
         put_sorted(
             &t.alerts,
@@ -2857,6 +2870,34 @@ mod tests {
         assert_eq!(stats.checkpoints_failed, 1);
         // Reads go on.
         assert!(store.incident(IncidentId(1)).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_failed_sled_write_refuses_writes_until_reopened_and_keeps_what_the_log_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(&settings(dir.path())).unwrap();
+            store.commit(opening(1..3)).unwrap();
+            store
+                .inner
+                .fail_sled_writes
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(store.checkpoint().is_err());
+            // sled would refuse every later write: the store says so and refuses too,
+            // so that the watchdog's health check fails and a restart reopens sled.
+            let failed = store.stats().unwrap().failed.unwrap();
+            assert!(failed.contains("could not write to sled"), "{failed}");
+            let err = store.commit(opening(3..4)).unwrap_err();
+            assert!(err.to_string().contains("restart triaged"), "{err}");
+            // What the log holds is still served.
+            assert!(store.incident(IncidentId(2)).unwrap().is_some());
+        }
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        assert_eq!(store.stats().unwrap().failed, None);
+        assert!(store.incident(IncidentId(2)).unwrap().is_some());
+        assert_eq!(store.next_incident_number().unwrap(), 3);
+        store.checkpoint().unwrap();
+        store.commit(opening(3..4)).unwrap();
     }
 
     #[test]
