@@ -19,6 +19,8 @@ const TOKEN: &str = "jira-api-token";
 struct Jira {
     issues: Vec<Value>,
     comments: Vec<(String, String)>,
+    /// Transitions to refuse with a 503 before taking one.
+    failing_transitions: u32,
 }
 
 fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
@@ -96,6 +98,36 @@ fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
                 .collect();
             Answer::json(200, json!({"issues": issues, "isLast": true}))
         }
+        // Newest first with orderBy=-created, a page of maxResults (Jira's default 50).
+        ("GET", p) if p.ends_with("/comment") => {
+            let key = p
+                .trim_start_matches("/rest/api/2/issue/")
+                .trim_end_matches("/comment");
+            let q: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(r.query.as_bytes())
+                    .into_owned()
+                    .collect();
+            let mut cs: Vec<Value> = j
+                .comments
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _))| k == key)
+                .map(|(i, (_, body))| json!({"id": (i + 1).to_string(), "body": body}))
+                .collect();
+            if q.get("orderBy").map(String::as_str) == Some("-created") {
+                cs.reverse();
+            }
+            let max: usize = q
+                .get("maxResults")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(50);
+            let total = cs.len();
+            cs.truncate(max);
+            Answer::json(
+                200,
+                json!({"startAt": 0, "maxResults": max, "total": total, "comments": cs}),
+            )
+        }
         ("POST", p) if p.ends_with("/comment") => {
             let key = p
                 .trim_start_matches("/rest/api/2/issue/")
@@ -119,6 +151,10 @@ fn jira_api(state: &Arc<Mutex<Jira>>, r: &Received) -> Answer {
                 .trim_start_matches("/rest/api/2/issue/")
                 .trim_end_matches("/transitions")
                 .to_string();
+            if m == "POST" && j.failing_transitions > 0 {
+                j.failing_transitions -= 1;
+                return Answer::json(503, json!({"errorMessages": ["try again"], "errors": {}}));
+            }
             let Some(issue) = j.issues.iter_mut().find(|i| i["key"] == key.as_str()) else {
                 return Answer::json(
                     404,
@@ -256,6 +292,54 @@ async fn an_incident_is_one_jira_issue_commented_and_transitioned() {
         comments[1].starts_with("Resolved (fixed: grew the volume)"),
         "{comments:?}"
     );
+    d.stop().await;
+}
+
+/// The resolve event is a comment and then a transition; when the transition fails,
+/// the retry finds its comment (by the event's marker, newest comments first) and
+/// posts only the transition.
+#[tokio::test]
+async fn a_failed_transition_is_retried_without_commenting_twice() {
+    let (rx, state) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &jira_sink(&rx.url(""), "")).await;
+    fire(&d.url(AM_PATH)).await;
+    assert_eq!(settled(&d, 1).await["deliveries"][0]["state"], "delivered");
+    state.lock().unwrap().failing_transitions = 2;
+    let (code, out) = d
+        .post_json(
+            "/api/v1/incidents/INC-1/resolve",
+            &json!({"code": "fixed", "note": "grew the volume"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{out}");
+    let v = settled(&d, 2).await;
+    let del = &v["deliveries"][0];
+    assert_eq!(del["state"], "delivered", "{v}");
+    assert_eq!(del["attempts"], 3, "{v}");
+    {
+        let j = state.lock().unwrap();
+        assert_eq!(j.issues[0]["status"], "Resolved");
+        let resolved: Vec<&String> = j
+            .comments
+            .iter()
+            .map(|(_, c)| c)
+            .filter(|c| c.starts_with("Resolved"))
+            .collect();
+        assert_eq!(resolved.len(), 1, "{:?}", j.comments);
+        assert!(
+            resolved[0].ends_with("— posted by triaged (event 2)"),
+            "{resolved:?}"
+        );
+    }
+    let looked: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/comment"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(looked.len(), 2, "one look per retry: {looked:?}");
+    assert!(looked[0].contains("orderBy=-created"), "{looked:?}");
     d.stop().await;
 }
 

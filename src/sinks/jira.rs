@@ -104,6 +104,24 @@ impl Jira {
         Ok(v["issues"][0]["key"].as_str().map(str::to_string))
     }
 
+    /// Whether one of the issue's latest comments carries `marker`
+    /// (`GET /rest/api/2/issue/{key}/comment`, newest first).
+    async fn commented(&self, key: &str, marker: &str) -> Result<bool, Outcome> {
+        let v = self
+            .call(
+                self.request(
+                    reqwest::Method::GET,
+                    &format!("/rest/api/2/issue/{key}/comment"),
+                )
+                .query(&[("orderBy", "-created"), ("maxResults", "50")]),
+            )
+            .await?;
+        Ok(v["comments"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["body"].as_str().is_some_and(|b| b.contains(marker)))
+        }))
+    }
+
     async fn transition(&self, key: &str, name: &str) -> Result<(), Outcome> {
         let v = self
             .call(self.request(
@@ -184,14 +202,20 @@ impl Jira {
         if m.event.by.starts_with("jira:") {
             return Ok(None);
         }
-        self.call(
-            self.request(
-                reqwest::Method::POST,
-                &format!("/rest/api/2/issue/{key}/comment"),
+        // The comment and the transition are two calls: when a transition failed, the
+        // retry finds the comment it already posted (by the event's marker) instead of
+        // posting it again.
+        let marker = format!("{} (event {})", crate::http::TICKET_MARKER, m.event.seq);
+        if m.delivery.attempts == 0 || !self.commented(&key, &marker).await? {
+            self.call(
+                self.request(
+                    reqwest::Method::POST,
+                    &format!("/rest/api/2/issue/{key}/comment"),
+                )
+                .json(&json!({"body": format!("{}\n\n{marker}", m.text)})),
             )
-            .json(&json!({"body": format!("{}\n\n{}", m.text, crate::http::TICKET_MARKER)})),
-        )
-        .await?;
+            .await?;
+        }
         let transition = match m.event.kind {
             EventKind::Resolved => s.resolve_transition.as_deref(),
             EventKind::Closed | EventKind::Cancelled => s.close_transition.as_deref(),
