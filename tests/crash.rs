@@ -561,7 +561,7 @@ fn fill(path: &std::path::Path) {
 async fn a_full_disk_refuses_writes_loses_nothing_answered_and_recovers_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Some(_tmpfs) = Tmpfs::mount(&data, 128) else {
+    let Some(_tmpfs) = Tmpfs::mount(&data, 160) else {
         assert!(!running_as_root(), "root cannot mount a tmpfs");
         eprintln!("skipped: mounting the small filesystem this test fills needs root");
         return;
@@ -674,6 +674,33 @@ async fn a_full_disk_refuses_writes_loses_nothing_answered_and_recovers_when_spa
         }
     })
     .await;
+
+    // Full again, and the daemon restarts on it: sled cannot open without room, so
+    // the store gives up its ballast file, starts and serves; once there is room the
+    // ballast is made again.
+    let ballast = data.join("store/ballast");
+    assert!(ballast.exists(), "the store keeps a ballast file");
+    fill(&data.join("filler"));
+    d.signal("TERM");
+    assert!(d.process.wait().unwrap().success());
+    drop(d);
+    let mut d = Child::start_with_config(dir.path(), &config).await;
+    assert!(
+        d.log_text().contains("giving up the ballast file"),
+        "{}",
+        d.log_text()
+    );
+    assert!(!ballast.exists());
+    let (status, _) = get(&client, d.url(&format!("/api/v1/alerts/{}", answered[0]))).await;
+    assert_eq!(status, 200);
+    std::fs::remove_file(data.join("filler")).unwrap();
+    for _ in 0..300 {
+        if ballast.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ballast.exists(), "no ballast again:\n{}", d.log_text());
 
     d.signal("TERM");
     assert!(d.process.wait().unwrap().success());

@@ -74,6 +74,34 @@ const HARD_LIMIT_FACTOR: usize = 4;
 /// log, which can refuse one write and take the next, meets it instead.
 const CHECKPOINT_SPACE_FACTOR: u64 = 2;
 const CHECKPOINT_RESERVE: u64 = 16 * 1024 * 1024;
+/// A file of reserved blocks in the data dir, given up to open the store on a full disk
+/// (sled writes when it opens, and fails there with ENOSPC): the daemon then starts,
+/// serves reads and answers writes 503 until there is room, instead of not starting.
+/// Made again (`fallocate`, no data written) once the filesystem has room for it
+/// twice over. CockroachDB keeps an "emergency ballast" file for the same reason.
+const BALLAST: &str = "ballast";
+const BALLAST_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Makes the ballast file when it is missing and the filesystem has room for it twice
+/// over; `Ok(false)` when it is left missing.
+fn ensure_ballast(dir: &Path) -> std::io::Result<bool> {
+    let path = dir.join(BALLAST);
+    if path.exists() {
+        return Ok(true);
+    }
+    if free_bytes(dir)? < 2 * BALLAST_BYTES {
+        return Ok(false);
+    }
+    let file = std::fs::File::create(&path)?;
+    let made = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, BALLAST_BYTES)
+        .map_err(std::io::Error::from)
+        .and_then(|_| file.sync_all());
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(true)
+}
 
 /// A key for a message: text when it is text, hex otherwise.
 fn printable(key: &[u8]) -> String {
@@ -779,6 +807,31 @@ impl SledStore {
     pub fn open_within(settings: &StoreSettings, wait: Duration) -> Result<SledStore, StoreError> {
         let dir = &settings.data_dir;
         check_access(dir)?;
+        // Before sled tries: a sled open that fails for want of space can leave a
+        // partial snapshot behind that an immediate second open takes for damage.
+        let ballast = dir.join(BALLAST);
+        if ballast.exists() && free_bytes(dir).is_ok_and(|f| f < BALLAST_BYTES) {
+            tracing::warn!(
+                free_bytes = free_bytes(dir).unwrap_or(0),
+                "the disk is full: giving up the ballast file to open the store"
+            );
+            std::fs::remove_file(&ballast)
+                .map_err(|e| StoreError::Io(format!("cannot remove {}: {e}", ballast.display())))?;
+        }
+        let store = SledStore::open_once(settings, wait)?;
+        match ensure_ballast(dir) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "too little free space in {} for the ballast file; made again once there is room",
+                dir.display()
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot make the ballast file"),
+        }
+        Ok(store)
+    }
+
+    fn open_once(settings: &StoreSettings, wait: Duration) -> Result<SledStore, StoreError> {
+        let dir = &settings.data_dir;
         let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(settings.cache_capacity_bytes);
@@ -1151,7 +1204,10 @@ impl Inner {
                 drop(st);
                 log.blocked = None;
                 log.refused = None;
-                return log.wal.remove_before(kept).map_err(wal_err);
+                log.wal.remove_before(kept).map_err(wal_err)?;
+                drop(log);
+                self.keep_ballast();
+                return Ok(());
             }
             let frozen = Arc::new(std::mem::take(&mut st.live));
             st.frozen = Some(frozen.clone());
@@ -1222,7 +1278,18 @@ impl Inner {
         // The checkpoint found room, so a write would too: readiness need not wait
         // for one to say so.
         log.refused = None;
-        log.wal.remove_before(kept).map_err(wal_err)
+        log.wal.remove_before(kept).map_err(wal_err)?;
+        drop(log);
+        self.keep_ballast();
+        Ok(())
+    }
+
+    /// After a checkpoint: the ballast file made again if it was given up and there is
+    /// room now.
+    fn keep_ballast(&self) {
+        if let Err(e) = ensure_ballast(&self.dir) {
+            tracing::warn!(error = %e, "cannot make the ballast file");
+        }
     }
 
     /// A consistent copy of everything appended so far, into the new directory `dest`:

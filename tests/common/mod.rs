@@ -305,19 +305,29 @@ impl Child {
             .stderr(out)
             .spawn()
             .expect("triaged binary starts");
-        let child = Child {
+        let mut child = Child {
             process,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             log,
         };
-        wait_ready(
-            &reqwest::Client::new(),
-            &child.url("/readyz"),
-            30,
-            "triaged to be ready",
-        )
-        .await;
-        child
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client.get(child.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return child;
+            }
+            if let Some(status) = child.process.try_wait().unwrap() {
+                panic!(
+                    "triaged exited ({status}) before it was ready:\n{}",
+                    child.log_text()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("triaged not ready after 30 s:\n{}", child.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
