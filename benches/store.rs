@@ -26,6 +26,7 @@ fn commit_100_incidents(bencher: Bencher) {
         checkpoint_interval_secs: 30,
         checkpoint_max_records: 50_000,
         backup_dir: std::path::PathBuf::from("backups"),
+        ballast_bytes: 0,
     })
     .unwrap();
     bencher.counter(ItemsCount::new(100usize)).bench_local(|| {

@@ -29,6 +29,7 @@ fn main() {
         checkpoint_interval_secs: 3600,
         checkpoint_max_records: 200_000,
         backup_dir: std::path::PathBuf::from("backups"),
+        ballast_bytes: 0,
     })
     .expect("store opens");
     let started = Instant::now();

@@ -68,6 +68,7 @@ fn seed(dir: &std::path::Path) {
         checkpoint_interval_secs: 3600,
         checkpoint_max_records: 100_000,
         backup_dir: std::path::PathBuf::from("backups"),
+        ballast_bytes: 0,
     })
     .unwrap();
     // INC-1 P1 db: ack after 10 min, resolved after 3 h: both met.

@@ -317,6 +317,9 @@ pub struct RawStore {
     /// Where `POST /api/v1/store/backups` (`triaged store backup --online`) writes
     /// (default: `backups` beside the data dir).
     pub backup_dir: Option<PathBuf>,
+    /// Space the store keeps reserved in the data dir (MiB, 0: none), given up so that
+    /// it can open on a full disk.
+    pub ballast_mb: u64,
 }
 
 impl Default for RawStore {
@@ -327,6 +330,7 @@ impl Default for RawStore {
             checkpoint_interval_secs: 30,
             checkpoint_max_records: 50_000,
             backup_dir: None,
+            ballast_mb: 32,
         }
     }
 }
@@ -558,6 +562,7 @@ impl Settings {
                 "checkpoint_interval_secs": self.store.checkpoint_interval_secs,
                 "checkpoint_max_records": self.store.checkpoint_max_records,
                 "backup_dir": self.store.backup_dir,
+                "ballast_bytes": self.store.ballast_bytes,
             },
             "rules": rules_view(&self.rules),
             "incidents": {
@@ -705,6 +710,7 @@ pub struct StoreSettings {
     pub checkpoint_interval_secs: u64,
     pub checkpoint_max_records: usize,
     pub backup_dir: PathBuf,
+    pub ballast_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -1014,6 +1020,12 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             ),
         ));
     }
+    if st.ballast_mb > 65_536 {
+        return Err(invalid(
+            "store.ballast_mb",
+            format!("expected 0 to 65536, got {}", st.ballast_mb),
+        ));
+    }
     if raw.rules.dir.as_os_str().is_empty() {
         return Err(invalid("rules.dir", "must not be empty"));
     }
@@ -1090,6 +1102,7 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Settings, Invalid> 
             cache_capacity_bytes: raw.store.cache_capacity_mb * 1024 * 1024,
             checkpoint_interval_secs: raw.store.checkpoint_interval_secs,
             checkpoint_max_records: raw.store.checkpoint_max_records,
+            ballast_bytes: raw.store.ballast_mb * 1024 * 1024,
             backup_dir: match &raw.store.backup_dir {
                 Some(d) => d.clone(),
                 None => data_dir.parent().unwrap_or(Path::new("")).join("backups"),
@@ -1765,6 +1778,15 @@ mod tests {
 
         let err = load("[log]\nlevel = \"info,[\"\n").unwrap_err();
         assert_eq!(err.key, "log.level");
+
+        let err = load("[store]\n\nballast_mb = 100000\n").unwrap_err();
+        assert_eq!(
+            (err.key.as_str(), err.position),
+            ("store.ballast_mb", Some((3, 1)))
+        );
+        let s = load("[store]\nballast_mb = 0\n").unwrap();
+        assert_eq!(s.store.ballast_bytes, 0);
+        assert_eq!(load("").unwrap().store.ballast_bytes, 32 << 20);
     }
 
     #[test]

@@ -545,6 +545,7 @@ fn run_sequence(
         checkpoint_interval_secs: 3600,
         checkpoint_max_records: 1_000_000,
         backup_dir: std::path::PathBuf::from("backups"),
+        ballast_bytes: 0,
     })
     .map_err(|e| format!("cannot open a temporary store: {e}"))?;
     let metrics = Arc::new(crate::telemetry::Metrics::new());

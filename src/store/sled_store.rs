@@ -79,21 +79,28 @@ const CHECKPOINT_RESERVE: u64 = 16 * 1024 * 1024;
 /// serves reads and answers writes 503 until there is room, instead of not starting.
 /// Made again (`fallocate`, no data written) once the filesystem has room for it
 /// twice over. CockroachDB keeps an "emergency ballast" file for the same reason.
+/// Its size is `[store] ballast_mb` (0: none).
 const BALLAST: &str = "ballast";
-const BALLAST_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Makes the ballast file when it is missing and the filesystem has room for it twice
-/// over; `Ok(false)` when it is left missing.
-fn ensure_ballast(dir: &Path) -> std::io::Result<bool> {
+/// Makes the ballast file of `bytes` when it is missing (or of another size) and the
+/// filesystem has room for it twice over; removes it when `bytes` is 0. `Ok(false)`
+/// when it is left missing.
+fn ensure_ballast(dir: &Path, bytes: u64) -> std::io::Result<bool> {
     let path = dir.join(BALLAST);
-    if path.exists() {
+    match std::fs::metadata(&path) {
+        Ok(m) if m.len() == bytes && bytes > 0 => return Ok(true),
+        Ok(_) => std::fs::remove_file(&path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if bytes == 0 {
         return Ok(true);
     }
-    if free_bytes(dir)? < 2 * BALLAST_BYTES {
+    if free_bytes(dir)? < 2 * bytes {
         return Ok(false);
     }
     let file = std::fs::File::create(&path)?;
-    let made = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, BALLAST_BYTES)
+    let made = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
         .map_err(std::io::Error::from)
         .and_then(|_| file.sync_all());
     if let Err(e) = made {
@@ -752,6 +759,8 @@ impl Log {
 struct Inner {
     /// The data dir (its filesystem's free space is checked before a checkpoint).
     dir: PathBuf,
+    /// The ballast file's size (0: none).
+    ballast_bytes: u64,
     db: sled::Db,
     t: Trees,
     log: Mutex<Log>,
@@ -810,7 +819,8 @@ impl SledStore {
         // Before sled tries: a sled open that fails for want of space can leave a
         // partial snapshot behind that an immediate second open takes for damage.
         let ballast = dir.join(BALLAST);
-        if ballast.exists() && free_bytes(dir).is_ok_and(|f| f < BALLAST_BYTES) {
+        let held = std::fs::metadata(&ballast).map_or(0, |m| m.len());
+        if held > 0 && free_bytes(dir).is_ok_and(|f| f < held.max(settings.ballast_bytes)) {
             tracing::warn!(
                 free_bytes = free_bytes(dir).unwrap_or(0),
                 "the disk is full: giving up the ballast file to open the store"
@@ -819,7 +829,7 @@ impl SledStore {
                 .map_err(|e| StoreError::Io(format!("cannot remove {}: {e}", ballast.display())))?;
         }
         let store = SledStore::open_once(settings, wait)?;
-        match ensure_ballast(dir) {
+        match ensure_ballast(dir, settings.ballast_bytes) {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 "too little free space in {} for the ballast file; made again once there is room",
@@ -976,6 +986,7 @@ impl SledStore {
         let (wake, woken) = mpsc::sync_channel(1);
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
+            ballast_bytes: settings.ballast_bytes,
             db,
             t,
             log: Mutex::new(Log {
@@ -1287,7 +1298,7 @@ impl Inner {
     /// After a checkpoint: the ballast file made again if it was given up and there is
     /// room now.
     fn keep_ballast(&self) {
-        if let Err(e) = ensure_ballast(&self.dir) {
+        if let Err(e) = ensure_ballast(&self.dir, self.ballast_bytes) {
             tracing::warn!(error = %e, "cannot make the ballast file");
         }
     }
@@ -2541,6 +2552,7 @@ mod tests {
             checkpoint_interval_secs: 3600,
             checkpoint_max_records: 100_000,
             backup_dir: std::path::PathBuf::from("backups"),
+            ballast_bytes: 0,
         }
     }
 
@@ -2937,6 +2949,25 @@ mod tests {
         assert_eq!(stats.checkpoints_failed, 1);
         // Reads go on.
         assert!(store.incident(IncidentId(1)).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_ballast_file_is_kept_at_its_size_and_removed_when_set_to_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ballast = dir.path().join(BALLAST);
+        for (bytes, expected) in [
+            (1 << 20, Some(1 << 20)),
+            (2 << 20, Some(2 << 20)),
+            (0, None),
+        ] {
+            let store = SledStore::open(&StoreSettings {
+                ballast_bytes: bytes,
+                ..settings(dir.path())
+            })
+            .unwrap();
+            assert_eq!(std::fs::metadata(&ballast).ok().map(|m| m.len()), expected);
+            drop(store);
+        }
     }
 
     #[test]
