@@ -640,14 +640,7 @@ async fn a_full_disk_refuses_writes_loses_nothing_answered_and_recovers_when_spa
         (status, ready["status"].as_str()),
         (503, Some("store refusing writes"))
     );
-    let metrics = client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     for line in [
         "triaged_store_refusing_writes 1",
         "triaged_store_checkpoints_blocked 1",
