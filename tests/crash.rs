@@ -23,6 +23,20 @@ async fn incident_ids(client: &reqwest::Client, d: &Child) -> Vec<u64> {
         .collect()
 }
 
+/// A config with data in `dir`/data whose `opened` events go to a webhook sink at
+/// `url`, retried every second.
+fn opened_to_hook(dir: &std::path::Path, url: &str) -> String {
+    config_toml(
+        &dir.join("data"),
+        &shipped_rules(),
+        &format!(
+            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\n\
+             retry_initial_secs = 1\nretry_max_secs = 1\n\
+             [[routes]]\nevents = [\"opened\"]\nsinks = [\"hook\"]\n"
+        ),
+    )
+}
+
 /// Alerts answered 200 so far, by fingerprint.
 type Acked = Arc<Mutex<Vec<String>>>;
 
@@ -179,16 +193,7 @@ async fn kill_9_at_random_points_under_load_loses_and_repeats_nothing() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let sink = receiver::Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
-        &format!(
-            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n\
-             retry_initial_secs = 1\nretry_max_secs = 1\n\
-             [[routes]]\nevents = [\"opened\"]\nsinks = [\"hook\"]\n",
-            sink.url("/events")
-        ),
-    );
+    let toml = opened_to_hook(dir.path(), &sink.url("/events"));
     let client = reqwest::Client::new();
     let mut answered: Vec<String> = Vec::new();
     for cycle in 0..cycles {
@@ -322,17 +327,8 @@ async fn sigterm_under_load_drains_in_time_and_keeps_undelivered_events() {
         })
         .await
     };
-    let toml = config_toml(
-        &dir.path().join("data"),
-        &shipped_rules(),
-        &format!(
-            "[[sinks]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n\
-             retry_initial_secs = 1\nretry_max_secs = 1\n\
-             [[routes]]\nevents = [\"opened\"]\nsinks = [\"hook\"]\n",
-            sink.url("/events")
-        ),
-    )
-    .replace("[server]\n", "[server]\ndrain_secs = 10\n");
+    let toml = opened_to_hook(dir.path(), &sink.url("/events"))
+        .replace("[server]\n", "[server]\ndrain_secs = 10\n");
     let client = reqwest::Client::new();
     let mut d = Child::start_with_config(dir.path(), &toml).await;
     let (acked, load) = start_load(&client, d.url(AM_PATH), 8, 1, |worker, n, _| {
