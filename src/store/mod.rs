@@ -6,6 +6,7 @@
 //! is on disk (in the write-ahead log, see `sled_store`). Stored values are versioned record types (`records`), never the
 //! in-memory types directly.
 
+mod background;
 mod hot;
 mod records;
 mod sled_store;

@@ -211,24 +211,23 @@ where
         })
 }
 
-/// Records per sled batch in a checkpoint. sled keeps every page a batch replaces
-/// until the batch ends (one epoch guard for the whole batch), so large batches of
-/// random keys pile up garbage: 200k random 300-byte inserts peak at 527 MB allocated
-/// in batches of 1000 and 59 MB in batches of 64, at the same speed (BENCHMARKS.md).
-const CHECKPOINT_CHUNK: usize = 64;
-
-/// Writes `items` into `tree` in key order, in chunks.
+/// Writes `items` into `tree` in key order, one insert each. Not `apply_batch`: sled
+/// 0.34 rolls its IO buffer before and seals it after every batch (`PageCache::pin_log`,
+/// "rolling the io buffer before AND after"), so batches of 64 made a small write on
+/// sled's IO threads per batch: ~6 000 thread wake-ups a second under load, ~300 with
+/// single inserts, and 4 % less CPU (BENCHMARKS.md, session 7). Nothing needs the
+/// records of a checkpoint to land together: the log keeps all of them until the
+/// checkpoint has flushed sled, and a checkpoint cut short is written again from it.
+/// Each insert holds its own epoch guard, so the pages it replaces are freed as it
+/// goes: a batch keeps them all until it ends (200k random 300-byte inserts peaked at
+/// 527 MB allocated in batches of 1000, BENCHMARKS.md).
 fn put_sorted<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     tree: &Tree,
     mut items: Vec<(K, V)>,
 ) -> Result<(), StoreError> {
     items.sort_unstable_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-    for chunk in items.chunks(CHECKPOINT_CHUNK) {
-        let mut batch = sled::Batch::default();
-        for (k, v) in chunk {
-            batch.insert(k.as_ref(), v.as_ref());
-        }
-        tree.apply_batch(batch).map_err(io)?;
+    for (k, v) in &items {
+        tree.insert(k.as_ref(), v.as_ref()).map_err(io)?;
     }
     Ok(())
 }
@@ -1021,12 +1020,16 @@ impl SledStore {
         let interval = Duration::from_secs(settings.checkpoint_interval_secs);
         let checkpointer = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || worker.checkpoint_loop(woken, interval))
+            .spawn(move || {
+                super::background::lower_this_thread();
+                worker.checkpoint_loop(woken, interval)
+            })
             .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
         let worker = inner.clone();
         let indexer = std::thread::Builder::new()
             .name("store-index".into())
             .spawn(move || {
+                super::background::lower_this_thread();
                 if let Err(e) = worker.index_fingerprints() {
                     tracing::error!(error = %e, "cannot index stored alerts; lookups go to sled");
                 }
@@ -1111,6 +1114,9 @@ impl Inner {
                 Ok(Signal::Grown) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             }
+            // sled's IO threads write what the checkpoint inserts: they run at its
+            // priority (sled starts them on demand, so look again each time).
+            super::background::lower_sled_threads();
             if let Err(e) = self.checkpoint() {
                 tracing::error!(error = %e, "checkpoint failed; the write-ahead log keeps the data, will retry");
             }
@@ -1340,18 +1346,13 @@ impl Inner {
                 .open_tree(&name)
                 .map_err(|e| failed("cannot write", &e))?;
             let mut n = 0u64;
-            let mut batch = sled::Batch::default();
+            // Single inserts, as in a checkpoint (`put_sorted`); the copy is flushed
+            // once at the end and `backup.json` is written only after that.
             for kv in from.iter() {
                 let (k, v) = kv.map_err(io)?;
-                batch.insert(k, v);
+                to.insert(k, v).map_err(|e| failed("cannot write", &e))?;
                 n += 1;
-                if n % CHECKPOINT_CHUNK as u64 == 0 {
-                    to.apply_batch(std::mem::take(&mut batch))
-                        .map_err(|e| failed("cannot write", &e))?;
-                }
             }
-            to.apply_batch(batch)
-                .map_err(|e| failed("cannot write", &e))?;
             records.insert(String::from_utf8_lossy(&name).into_owned(), n);
         }
         target.flush().map_err(|e| failed("cannot write", &e))?;
