@@ -326,7 +326,7 @@ impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             data_dir: PathBuf::from("data"),
-            cache_capacity_mb: 8,
+            cache_capacity_mb: 4,
             checkpoint_interval_secs: 30,
             checkpoint_max_records: 50_000,
             backup_dir: None,

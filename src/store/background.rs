@@ -16,7 +16,7 @@ pub const BACKGROUND_NICE: i32 = 19;
 
 /// Names (`/proc/<pid>/task/<tid>/comm`) of sled 0.34's threads: its IO thread pool
 /// (`threadpool.rs`, `sled-io-N`) and its periodic flusher (`flusher.rs`).
-const SLED_THREADS: [&str; 2] = ["sled-io-", "log_flusher"];
+const SLED_THREADS: [&str; 2] = ["sled-io-", "log flusher"];
 
 /// Lowers the calling thread to [`BACKGROUND_NICE`]. Linux keeps the nice value per
 /// thread (setpriority(2), NOTES), so `setpriority(PRIO_PROCESS, 0)` changes this
