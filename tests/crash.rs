@@ -982,3 +982,93 @@ async fn store_backup_online_under_load_and_offline_gives_a_data_dir_that_starts
         "{err}"
     );
 }
+
+/// The daemon's threads and their nice values (`/proc/<pid>/task/*`: `comm`, and
+/// field 19 of `stat`).
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name (field 2) is in parentheses and may hold spaces: count after it.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim_end().to_string(), nice));
+    }
+    out
+}
+
+/// The store's background work (checkpoint thread, sled's IO threads and flusher) runs
+/// at nice 19 once the first checkpoint has run; the threads a request waits for
+/// (HTTP workers, correlation, the log's sync) keep the daemon's own priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\ndata_dir = {:?}\ncheckpoint_interval_secs = 1\n[rules]\ndir = {:?}\n",
+        dir.path().join("data").display().to_string(),
+        shipped_rules().display().to_string()
+    );
+    let d = Child::start_with_config(dir.path(), &toml).await;
+    let client = reqwest::Client::new();
+    let alert = am_alert(
+        "firing",
+        json!({"alertname": "Nice", "job": "x"}),
+        "2026-11-29T01:00:00Z",
+    );
+    let resp = client
+        .post(d.url(AM_PATH))
+        .json(&am_payload(vec![alert]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let pid = d.process.id();
+    // sled's threads are lowered before each checkpoint: wait for one that wrote.
+    let threads = wait_for(20, "a checkpoint with sled's threads lowered", || {
+        let threads = thread_nices(pid);
+        let lowered = threads
+            .iter()
+            .filter(|(name, _)| name.starts_with("sled-io-") || name == "log flusher")
+            .all(|(_, nice)| *nice == 19);
+        let metrics = d.metrics();
+        async move {
+            let checkpoints = metrics
+                .await
+                .lines()
+                .filter(|l| l.starts_with("triaged_store_checkpoints_total{result=\"ok\"}"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            (checkpoints >= 1.0 && lowered).then_some(threads)
+        }
+    })
+    .await;
+    let nice = |name: &str| -> Vec<i32> {
+        threads
+            .iter()
+            .filter(|(n, _)| n.starts_with(name))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    assert_eq!(nice("store-checkpoin"), vec![19], "{threads:?}");
+    assert!(!nice("sled-io-").is_empty(), "{threads:?}");
+    assert!(nice("sled-io-").iter().all(|n| *n == 19), "{threads:?}");
+    assert_eq!(nice("log flusher"), vec![19], "{threads:?}");
+    // The daemon's own priority: its main thread's (0 unless the tests run niced).
+    let base = nice("triaged");
+    assert_eq!(base.len(), 1, "{threads:?}");
+    assert!(
+        base[0] < 19,
+        "the tests run at nice 19 already: {threads:?}"
+    );
+    for busy in ["correlation", "store-sync", "tokio-rt-worker"] {
+        let nices = nice(busy);
+        assert!(!nices.is_empty(), "no {busy} thread: {threads:?}");
+        assert!(nices.iter().all(|n| *n == base[0]), "{busy}: {threads:?}");
+    }
+}
