@@ -13,6 +13,22 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
     status_json(client.get(url).send().await.unwrap()).await
 }
 
+/// Posts one firing alert (`alertname`, job `x`) and expects it stored.
+async fn post_one_firing(client: &reqwest::Client, d: &Child, alertname: &str) {
+    let alert = am_alert(
+        "firing",
+        json!({"alertname": alertname, "job": "x"}),
+        "2026-11-29T01:00:00Z",
+    );
+    let resp = client
+        .post(d.url(AM_PATH))
+        .json(&am_payload(vec![alert]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
 async fn incident_ids(client: &reqwest::Client, d: &Child) -> Vec<u64> {
     let (_, list) = get(client, d.url("/api/v1/incidents?limit=1000")).await;
     list["incidents"]
@@ -142,18 +158,7 @@ async fn sigterm_drains_and_exits_zero_and_data_survives() {
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let mut d = Child::start(dir.path()).await;
-    let alert = am_alert(
-        "firing",
-        json!({"alertname": "Term", "job": "x"}),
-        "2026-11-29T01:00:00Z",
-    );
-    let resp = client
-        .post(d.url(AM_PATH))
-        .json(&am_payload(vec![alert]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    post_one_firing(&client, &d, "Term").await;
 
     let status = std::process::Command::new("kill")
         .args(["-TERM", &d.process.id().to_string()])
@@ -1016,18 +1021,7 @@ async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_no
     );
     let d = Child::start_with_config(dir.path(), &toml).await;
     let client = reqwest::Client::new();
-    let alert = am_alert(
-        "firing",
-        json!({"alertname": "Nice", "job": "x"}),
-        "2026-11-29T01:00:00Z",
-    );
-    let resp = client
-        .post(d.url(AM_PATH))
-        .json(&am_payload(vec![alert]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    post_one_firing(&client, &d, "Nice").await;
     let pid = d.process.id();
     // sled's threads are lowered before each checkpoint: wait for one that wrote.
     let threads = wait_for(20, "a checkpoint with sled's threads lowered", || {
