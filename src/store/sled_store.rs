@@ -74,6 +74,9 @@ const HARD_LIMIT_FACTOR: usize = 4;
 /// log, which can refuse one write and take the next, meets it instead.
 const CHECKPOINT_SPACE_FACTOR: u64 = 2;
 const CHECKPOINT_RESERVE: u64 = 16 * 1024 * 1024;
+/// Free space, beyond twice the snapshots sled has now, that a store being dropped
+/// needs before it opens sled again to write a new snapshot ([`Inner::snapshot_sled`]).
+const SNAPSHOT_RESERVE: u64 = 64 * 1024 * 1024;
 /// A file of reserved blocks in the data dir, given up to open the store on a full disk
 /// (sled writes when it opens, and fails there with ENOSPC): the daemon then starts,
 /// serves reads and answers writes 503 until there is room, instead of not starting.
@@ -715,6 +718,12 @@ struct Trees {
     meta: Tree,
 }
 
+/// The database and its trees, owned by [`Inner`] until it is dropped.
+struct Sled {
+    db: sled::Db,
+    t: Trees,
+}
+
 /// The log and the head of what has been appended to it (durable or not yet).
 struct Log {
     wal: Wal,
@@ -760,8 +769,12 @@ struct Inner {
     dir: PathBuf,
     /// The ballast file's size (0: none).
     ballast_bytes: u64,
-    db: sled::Db,
-    t: Trees,
+    /// sled's configuration, to open it again when the store is dropped.
+    sled_config: sled::Config,
+    /// Taken only when the store is dropped ([`Inner::snapshot_sled`]).
+    sled: Option<Sled>,
+    /// Set once a checkpoint has written to sled since it was opened.
+    sled_written: std::sync::atomic::AtomicBool,
     log: Mutex<Log>,
     /// Appended batches not yet known durable, oldest first; applied to the overlay
     /// by the sync that covers them. Lock order: `log`, `pending`, `state`.
@@ -986,8 +999,9 @@ impl SledStore {
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             ballast_bytes: settings.ballast_bytes,
-            db,
-            t,
+            sled_config: config,
+            sled: Some(Sled { db, t }),
+            sled_written: std::sync::atomic::AtomicBool::new(false),
             log: Mutex::new(Log {
                 wal,
                 next_incident: state.next_incident,
@@ -1048,6 +1062,12 @@ impl SledStore {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.snapshot_sled();
+    }
+}
+
 impl Drop for SledStore {
     fn drop(&mut self) {
         self.inner
@@ -1064,6 +1084,76 @@ impl Drop for SledStore {
 }
 
 impl Inner {
+    fn sled(&self) -> &Sled {
+        self.sled
+            .as_ref()
+            .expect("sled stays open until the store is dropped")
+    }
+
+    fn t(&self) -> &Trees {
+        &self.sled().t
+    }
+
+    fn db(&self) -> &sled::Db {
+        &self.sled().db
+    }
+
+    /// Closes sled and opens it once more, so that the next start does not replay
+    /// what this one wrote. sled 0.34 writes its page-table snapshot only while it
+    /// opens (`pagecache::snapshot::read_snapshot_or_default`, the only caller of
+    /// `advance_snapshot`; `Config::snapshot_after_ops` is a no-op since 0.34): an
+    /// open reads every log segment written since the last snapshot, which after
+    /// seeding 1M incidents is 2.7 GB and 2.6 s. Done here, on the way out, that
+    /// time is spent once at shutdown instead of at the next start, and is bounded by
+    /// what this run wrote. Skipped when nothing was written, or when the disk has too
+    /// little room for the snapshot (a snapshot cut short by a full disk reads back
+    /// as damage).
+    fn snapshot_sled(&mut self) {
+        let Some(sled) = self.sled.take() else {
+            return;
+        };
+        if !self.sled_written.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let dir = self.dir.join("sled");
+        let snapshots: u64 = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("snap."))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let need = snapshots.saturating_mul(2) + self.ballast_bytes.max(SNAPSHOT_RESERVE);
+        if free_bytes(&self.dir).is_ok_and(|free| free < need) {
+            tracing::warn!(
+                need_mib = need >> 20,
+                "too little free space to write sled's snapshot; the next start reads sled's log"
+            );
+            return;
+        }
+        if let Err(e) = sled.db.flush() {
+            tracing::warn!(error = %e, "cannot flush sled; the next start reads sled's log");
+            return;
+        }
+        drop(sled);
+        let started = std::time::Instant::now();
+        match open_sled_within(&self.sled_config, Duration::from_secs(5)) {
+            Ok(db) => {
+                drop(db);
+                tracing::info!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "sled's snapshot written"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open sled again to write its snapshot; the next start reads sled's log");
+            }
+        }
+    }
+
     fn state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StoreError> {
         self.state.read().map_err(|_| lock_poisoned())
     }
@@ -1074,7 +1164,7 @@ impl Inner {
     fn index_fingerprints(&self) -> Result<(), StoreError> {
         const CHUNK: usize = 4096;
         let started = std::time::Instant::now();
-        let mut iter = self.t.alert_state.iter();
+        let mut iter = self.t().alert_state.iter();
         let mut total = 0usize;
         loop {
             if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1340,8 +1430,8 @@ impl Inner {
             .open()
             .map_err(|e| failed("cannot create its database", &e))?;
         let mut records = BTreeMap::new();
-        for name in self.db.tree_names() {
-            let from = self.db.open_tree(&name).map_err(io)?;
+        for name in self.db().tree_names() {
+            let from = self.db().open_tree(&name).map_err(io)?;
             let to = target
                 .open_tree(&name)
                 .map_err(|e| failed("cannot write", &e))?;
@@ -1418,7 +1508,7 @@ impl Inner {
         {
             return Err(StoreError::Io("IO error: injected".into()));
         }
-        let t = &self.t;
+        let t = self.t();
         put_sorted(
             &t.alerts,
             o.contents
@@ -1574,13 +1664,15 @@ impl Inner {
         b.insert(AUDIT_HEAD, head);
         b.insert(CHECKPOINT_SEQ, &(checkpoint + 1).to_be_bytes());
         t.meta.apply_batch(b).map_err(io)?;
-        self.db.flush().map_err(io)?;
+        self.db().flush().map_err(io)?;
+        self.sled_written
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
     fn sled_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         let key = id.0.to_be_bytes();
-        self.t
+        self.t()
             .incidents
             .get(key)
             .map_err(io)?
@@ -1617,7 +1709,7 @@ impl SledStore {
         };
         let mut from_sled = self
             .inner
-            .t
+            .t()
             .alerts
             .range::<Vec<u8>, _>((sled_start, Bound::Unbounded))
             .peekable();
@@ -1670,7 +1762,7 @@ impl Store for SledStore {
                 return Ok(None);
             }
         }
-        let Some(v) = self.inner.t.alert_state.get(fingerprint).map_err(io)? else {
+        let Some(v) = self.inner.t().alert_state.get(fingerprint).map_err(io)? else {
             return Ok(None);
         };
         let state: AlertState =
@@ -1687,7 +1779,7 @@ impl Store for SledStore {
         let bytes = self.inner.state()?.find(|o| o.contents.get(fingerprint));
         let bytes = match bytes {
             Some(b) => b,
-            None => match self.inner.t.alerts.get(fingerprint).map_err(io)? {
+            None => match self.inner.t().alerts.get(fingerprint).map_err(io)? {
                 None => return Ok(None),
                 Some(v) => v.to_vec(),
             },
@@ -1728,7 +1820,7 @@ impl Store for SledStore {
                     .map(|(k, v)| (k.0, v.clone())),
             );
         }
-        ascending_page(&self.inner.t.incidents, overlay, after, limit, |k, v| {
+        ascending_page(&self.inner.t().incidents, overlay, after, limit, |k, v| {
             decoded::<IncidentV1, _>("incidents", k, v)
         })
     }
@@ -1742,7 +1834,7 @@ impl Store for SledStore {
                     .map(|(k, v)| (k.0, v.clone())),
             );
         }
-        ascending_page(&self.inner.t.problems, overlay, after, limit, |k, v| {
+        ascending_page(&self.inner.t().problems, overlay, after, limit, |k, v| {
             decoded::<ProblemV1, _>("problems", k, v)
         })
     }
@@ -1756,7 +1848,7 @@ impl Store for SledStore {
                     .map(|(k, v)| (k.0, v.clone())),
             );
         }
-        ascending_page(&self.inner.t.changes, overlay, after, limit, |k, v| {
+        ascending_page(&self.inner.t().changes, overlay, after, limit, |k, v| {
             decoded::<ChangeV1, _>("changes", k, v)
         })
     }
@@ -1798,7 +1890,7 @@ impl Store for SledStore {
         for o in self.inner.state()?.overlays() {
             overlay.extend(o.incidents.iter().map(|(k, v)| (*k, v.clone())));
         }
-        let mut from_sled = self.inner.t.incidents.iter().rev().peekable();
+        let mut from_sled = self.inner.t().incidents.iter().rev().peekable();
         let mut from_overlay = overlay.into_iter().rev().peekable();
         let mut out = Vec::new();
         while out.len() < limit {
@@ -1831,7 +1923,12 @@ impl Store for SledStore {
 
     fn incident_alerts(&self, id: IncidentId) -> Result<Vec<AlertRecord>, StoreError> {
         let mut fingerprints = BTreeSet::new();
-        for kv in self.inner.t.incident_alerts.scan_prefix(id.0.to_be_bytes()) {
+        for kv in self
+            .inner
+            .t()
+            .incident_alerts
+            .scan_prefix(id.0.to_be_bytes())
+        {
             let (k, v) = kv.map_err(io)?;
             let packed: Vec<String> = decode(&v).map_err(|message| StoreError::Corrupt {
                 tree: "incident_alerts",
@@ -1857,7 +1954,7 @@ impl Store for SledStore {
     fn timeline(&self, record: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let prefix = index_prefix(record);
         let mut seqs = BTreeSet::new();
-        for kv in self.inner.t.audit_index.scan_prefix(&prefix) {
+        for kv in self.inner.t().audit_index.scan_prefix(&prefix) {
             let (k, v) = kv.map_err(io)?;
             let packed: Vec<u64> = decode(&v).map_err(|message| StoreError::Corrupt {
                 tree: "audit_index",
@@ -1871,7 +1968,7 @@ impl Store for SledStore {
             let key = seq.to_be_bytes();
             let v =
                 self.inner
-                    .t
+                    .t()
                     .audit
                     .get(key)
                     .map_err(io)?
@@ -1895,7 +1992,7 @@ impl Store for SledStore {
 
     fn open_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
         let mut ids = BTreeSet::new();
-        for kv in self.inner.t.open_incidents.iter() {
+        for kv in self.inner.t().open_incidents.iter() {
             let (k, _) = kv.map_err(io)?;
             ids.insert(IncidentId(u64_of("open_incidents", &k, &k)?));
         }
@@ -1913,7 +2010,7 @@ impl Store for SledStore {
 
     fn silences(&self) -> Result<Vec<Silence>, StoreError> {
         let mut all: BTreeMap<SilenceId, Silence> = BTreeMap::new();
-        for kv in self.inner.t.silences.iter() {
+        for kv in self.inner.t().silences.iter() {
             let (k, v) = kv.map_err(io)?;
             let x = decoded::<SilenceV1, SilenceV1>("silences", &k, &v)?;
             let x = Silence::try_from(x).map_err(|message| StoreError::Corrupt {
@@ -1934,7 +2031,7 @@ impl Store for SledStore {
             return Ok(Some(x));
         }
         let key = id.0.to_be_bytes();
-        match self.inner.t.silences.get(key).map_err(io)? {
+        match self.inner.t().silences.get(key).map_err(io)? {
             None => Ok(None),
             Some(v) => {
                 let x = decoded::<SilenceV1, SilenceV1>("silences", &key, &v)?;
@@ -1952,7 +2049,7 @@ impl Store for SledStore {
     fn log_offsets(&self, watcher: &str) -> Result<HashMap<String, u64>, StoreError> {
         let mut out = HashMap::new();
         let prefix = log_offset_key(watcher, "");
-        for kv in self.inner.t.log_offsets.scan_prefix(&prefix) {
+        for kv in self.inner.t().log_offsets.scan_prefix(&prefix) {
             let (k, v) = kv.map_err(io)?;
             let file = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             out.insert(file, u64_of("log_offsets", &k, &v)?);
@@ -1974,7 +2071,7 @@ impl Store for SledStore {
     fn outbox_page(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         let mut page: BTreeMap<u64, OutboxEvent> = BTreeMap::new();
         let from = after.saturating_add(1).to_be_bytes();
-        for kv in self.inner.t.outbox.range(from..).take(limit) {
+        for kv in self.inner.t().outbox.range(from..).take(limit) {
             let (k, v) = kv.map_err(io)?;
             let e: OutboxEvent = decoded::<OutboxEventV1, _>("outbox", &k, &v)?;
             page.insert(e.seq, e);
@@ -1996,7 +2093,7 @@ impl Store for SledStore {
             return Ok(Some(e));
         }
         let key = seq.to_be_bytes();
-        match self.inner.t.outbox.get(key).map_err(io)? {
+        match self.inner.t().outbox.get(key).map_err(io)? {
             Some(v) => Ok(Some(decoded::<OutboxEventV1, _>("outbox", &key, &v)?)),
             None => Ok(None),
         }
@@ -2004,7 +2101,7 @@ impl Store for SledStore {
 
     fn deliveries_of(&self, seq: u64) -> Result<Vec<Delivery>, StoreError> {
         let mut out: BTreeMap<String, Delivery> = BTreeMap::new();
-        for kv in self.inner.t.deliveries.scan_prefix(seq.to_be_bytes()) {
+        for kv in self.inner.t().deliveries.scan_prefix(seq.to_be_bytes()) {
             let (k, v) = kv.map_err(io)?;
             let d: Delivery = decoded::<DeliveryV1, _>("deliveries", &k, &v)?;
             out.insert(d.sink.clone(), d);
@@ -2047,7 +2144,7 @@ impl Store for SledStore {
         let mut from_sled = 0;
         for kv in self
             .inner
-            .t
+            .t()
             .delivery_queue
             .range::<Vec<u8>, _>((after_key, Bound::Unbounded))
         {
@@ -2060,7 +2157,7 @@ impl Store for SledStore {
             if newest.contains_key(&(seq, sink.clone())) {
                 continue;
             }
-            let Some(v) = self.inner.t.deliveries.get(&k).map_err(io)? else {
+            let Some(v) = self.inner.t().deliveries.get(&k).map_err(io)? else {
                 continue;
             };
             let d: Delivery = decoded::<DeliveryV1, _>("deliveries", &k, &v)?;
@@ -2082,7 +2179,7 @@ impl Store for SledStore {
 
     fn flapping_incidents(&self) -> Result<Vec<IncidentId>, StoreError> {
         let mut ids = BTreeSet::new();
-        for kv in self.inner.t.flapping.iter() {
+        for kv in self.inner.t().flapping.iter() {
             let (k, _) = kv.map_err(io)?;
             ids.insert(IncidentId(u64_of("flapping", &k, &k)?));
         }
@@ -2105,7 +2202,7 @@ impl Store for SledStore {
         }
         let key = id.0.to_be_bytes();
         self.inner
-            .t
+            .t()
             .problems
             .get(key)
             .map_err(io)?
@@ -2126,7 +2223,7 @@ impl Store for SledStore {
         for o in self.inner.state()?.overlays() {
             overlay.extend(o.problems.iter().map(|(k, v)| (k.0, v.clone())));
         }
-        newest_first(&self.inner.t.problems, overlay, limit, |k, v| {
+        newest_first(&self.inner.t().problems, overlay, limit, |k, v| {
             decoded::<ProblemV1, _>("problems", k, v)
         })
     }
@@ -2141,7 +2238,7 @@ impl Store for SledStore {
         }
         let key = id.0.to_be_bytes();
         self.inner
-            .t
+            .t()
             .changes
             .get(key)
             .map_err(io)?
@@ -2155,7 +2252,7 @@ impl Store for SledStore {
             Some(id) => id,
             None => match self
                 .inner
-                .t
+                .t()
                 .change_refs
                 .get(external_id.as_bytes())
                 .map_err(io)?
@@ -2172,7 +2269,7 @@ impl Store for SledStore {
         for o in self.inner.state()?.overlays() {
             overlay.extend(o.changes.iter().map(|(k, v)| (k.0, v.clone())));
         }
-        newest_first(&self.inner.t.changes, overlay, limit, |k, v| {
+        newest_first(&self.inner.t().changes, overlay, limit, |k, v| {
             decoded::<ChangeV1, _>("changes", k, v)
         })
     }
@@ -2193,7 +2290,7 @@ impl Store for SledStore {
         prefix.push(0);
         let mut from = prefix.clone();
         from.extend_from_slice(&ns_key(since));
-        for kv in self.inner.t.change_index.range(from..) {
+        for kv in self.inner.t().change_index.range(from..) {
             let (k, _) = kv.map_err(io)?;
             if !k.starts_with(&prefix) {
                 break;
@@ -2218,7 +2315,7 @@ impl Store for SledStore {
     fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut page: BTreeMap<u64, AuditEntry> = BTreeMap::new();
         let from = after.saturating_add(1).to_be_bytes();
-        for kv in self.inner.t.audit.range(from..).take(limit) {
+        for kv in self.inner.t().audit.range(from..).take(limit) {
             let (k, v) = kv.map_err(io)?;
             let e: AuditEntry = decoded::<AuditEntryV1, _>("audit", &k, &v)?;
             page.insert(e.seq, e);
@@ -2244,7 +2341,7 @@ impl Store for SledStore {
 
     fn scan(&self) -> Result<super::Scan, StoreError> {
         use serde::de::DeserializeOwned;
-        let t = &self.inner.t;
+        let t = self.inner.t();
         let mut scan = super::Scan::default();
         fn each<V: DeserializeOwned>(
             tree: &Tree,
@@ -2641,6 +2738,52 @@ mod tests {
         list.into_iter().map(|i| i.id.0).collect()
     }
 
+    /// The highest log position a snapshot in `dir/sled` covers (sled names its
+    /// snapshot files `snap.` ++ that position in hex).
+    fn snapshot_lsn(dir: &Path) -> Option<u64> {
+        std::fs::read_dir(dir.join("sled"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let hex = name.strip_prefix("snap.")?;
+                u64::from_str_radix(hex, 16).ok()
+            })
+            .max()
+    }
+
+    #[test]
+    fn a_dropped_store_leaves_sled_a_snapshot_of_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        let at_open = snapshot_lsn(dir.path());
+        store.commit(opening(1..200)).unwrap();
+        store.checkpoint().unwrap();
+        assert_eq!(
+            snapshot_lsn(dir.path()),
+            at_open,
+            "sled writes none while open"
+        );
+        drop(store);
+        let at_close = snapshot_lsn(dir.path());
+        assert!(
+            at_close > at_open,
+            "the snapshot covers the checkpoint: {at_close:?} > {at_open:?}"
+        );
+
+        // Nothing written: no new snapshot, and everything reads back.
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        let at_open = snapshot_lsn(dir.path());
+        assert_eq!(at_open, at_close, "nothing to read past the snapshot");
+        assert_eq!(
+            store.incident(IncidentId(199)).unwrap().unwrap().id,
+            IncidentId(199)
+        );
+        assert_eq!(store.incidents_page(0, 1000).unwrap().len(), 199);
+        drop(store);
+        assert_eq!(snapshot_lsn(dir.path()), at_open);
+    }
+
     #[test]
     fn a_scan_reads_every_record_and_names_what_is_wrong() {
         let dir = tempfile::tempdir().unwrap();
@@ -2657,7 +2800,7 @@ mod tests {
 
         // Damage: a record that does not decode, a key naming a missing incident, an
         // open-incident entry without its incident, a counter behind the records.
-        let t = &store.inner.t;
+        let t = store.inner.t();
         t.incidents
             .insert(2u64.to_be_bytes(), &b"\x01garbage"[..])
             .unwrap();
