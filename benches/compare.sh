@@ -22,7 +22,12 @@ command -v prometheus-alertmanager >/dev/null || {
     echo "install Debian's prometheus-alertmanager first (tests/run.sh does)" >&2
     exit 1
 }
-cargo build --release --quiet --bin triaged --example loadgen
+# The daemon is built on its own, after the load generator: built together, cargo
+# would link it against the library built with the dev-dependencies' features (tokio
+# "full"), which is not the binary `cargo build --release` gives, and its symbols
+# would not match link/startup.order.
+cargo build --release --quiet --example loadgen
+cargo build --release --quiet --bin triaged
 LOADGEN=target/release/examples/loadgen
 TRIAGED=target/release/triaged
 

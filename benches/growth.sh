@@ -18,7 +18,9 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
 
-cargo build --release --quiet --bin triaged --example loadgen --example seed
+# The daemon on its own, after the examples: see benches/compare.sh.
+cargo build --release --quiet --example loadgen --example seed
+cargo build --release --quiet --bin triaged
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
