@@ -133,18 +133,7 @@ async fn kill_9_loses_no_answered_alert_and_reuses_no_incident_number() {
         ids.sort();
         let expected: Vec<u64> = (1..=ids.len() as u64).collect();
         assert_eq!(ids, expected, "incident numbers are dense and unique");
-        let fresh = am_alert(
-            "firing",
-            json!({"alertname": format!("Fresh{cycle}"), "job": "x"}),
-            "2026-11-29T01:00:00Z",
-        );
-        let resp = client
-            .post(d.url(AM_PATH))
-            .json(&am_payload(vec![fresh]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
+        post_one_firing(&client, &d, &format!("Fresh{cycle}")).await;
         let mut after = incident_ids(&client, &d).await;
         after.sort();
         assert_eq!(after.last(), Some(&(ids.len() as u64 + 1)));
