@@ -92,8 +92,16 @@ pub enum Work {
 
 /// A submission and where to answer it.
 pub struct Submission {
-    pub work: Work,
-    pub done: oneshot::Sender<Result<Reply, Unavailable>>,
+    work: Work,
+    done: oneshot::Sender<Answer>,
+    /// When its task queued it (`triaged_correlation_stage_seconds`).
+    queued_at: Instant,
+}
+
+/// A submission's outcome, and when the sync that made it durable ended.
+struct Answer {
+    result: Result<Reply, Unavailable>,
+    synced_at: Option<Instant>,
 }
 
 impl Submission {
@@ -174,13 +182,24 @@ impl Queue {
     async fn send(&self, work: Work) -> Result<Reply, Unavailable> {
         let (done, answer) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        if self.tx.send(Submission { work, done }).await.is_err() {
+        let submission = Submission {
+            work,
+            done,
+            queued_at: Instant::now(),
+        };
+        if self.tx.send(submission).await.is_err() {
             self.metrics.queue_depth.dec();
             return Err(Unavailable("correlation has stopped".into()));
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Unavailable("correlation stopped before answering".into())))
+        match answer.await {
+            Ok(Answer { result, synced_at }) => {
+                if let Some(at) = synced_at {
+                    self.metrics.stages.answered.observe(secs_since(at));
+                }
+                result
+            }
+            Err(_) => Err(Unavailable("correlation stopped before answering".into())),
+        }
     }
 
     /// Hands alerts to correlation and waits until they are durably stored.
@@ -411,6 +430,11 @@ impl Correlator {
                     Err(_) => break,
                 }
             }
+            let taken = Instant::now();
+            for s in &subs {
+                let waited = taken.saturating_duration_since(s.queued_at);
+                self.metrics.stages.queued.observe(waited.as_secs_f64());
+            }
             self.metrics.queue_depth.sub(subs.len() as i64);
             self.metrics.batch_size.observe(count as f64);
             let done = synced.load(Ordering::SeqCst);
@@ -442,12 +466,17 @@ impl Correlator {
                     let view = Arc::new(view);
                     let ticket = view.ticket;
                     inflight.push_back(view);
+                    let correlated = secs_since(taken);
+                    for _ in &subs {
+                        self.metrics.stages.correlated.observe(correlated);
+                    }
                     let senders = subs.into_iter().map(|s| s.done).zip(replies).collect();
                     if to_sync
                         .send(Appended {
                             ticket,
                             senders,
                             tally,
+                            appended_at: Instant::now(),
                         })
                         .is_err()
                     {
@@ -458,7 +487,10 @@ impl Correlator {
                     self.metrics.store_errors.inc();
                     tracing::error!(error = %e, alerts = count, "correlation batch not stored; senders get 503");
                     for s in subs {
-                        let _ = s.done.send(Err(e.clone()));
+                        let _ = s.done.send(Answer {
+                            result: Err(e.clone()),
+                            synced_at: None,
+                        });
                     }
                 }
             }
@@ -1270,8 +1302,13 @@ fn is_repeat(stored: &AlertState, alert: &Alert) -> bool {
 /// A batch appended to the store, waiting for its sync.
 struct Appended {
     ticket: Ticket,
-    senders: Vec<(oneshot::Sender<Result<Reply, Unavailable>>, Reply)>,
+    senders: Vec<(oneshot::Sender<Answer>, Reply)>,
     tally: Tally,
+    appended_at: Instant,
+}
+
+fn secs_since(at: Instant) -> f64 {
+    at.elapsed().as_secs_f64()
 }
 
 /// What an appended batch changed, for the batches after it to read until it is
@@ -1303,9 +1340,18 @@ fn sync_loop(
         let upto = group.iter().map(|a| a.ticket).max().expect("one at least");
         let started = Instant::now();
         let result = store.sync(upto).map_err(|e| Unavailable(e.to_string()));
-        metrics
-            .commit_duration
-            .observe(started.elapsed().as_secs_f64());
+        let synced_at = Instant::now();
+        let took = synced_at.duration_since(started).as_secs_f64();
+        metrics.commit_duration.observe(took);
+        for a in &group {
+            let waited = started
+                .saturating_duration_since(a.appended_at)
+                .as_secs_f64();
+            for _ in &a.senders {
+                metrics.stages.waiting_sync.observe(waited);
+                metrics.stages.synced.observe(took);
+            }
+        }
         match &result {
             Ok(()) => {
                 synced.store(upto, Ordering::SeqCst);
@@ -1336,7 +1382,10 @@ fn sync_loop(
         }
         for a in group {
             for (s, reply) in a.senders {
-                let _ = s.send(result.clone().map(|()| reply));
+                let _ = s.send(Answer {
+                    result: result.clone().map(|()| reply),
+                    synced_at: Some(synced_at),
+                });
             }
         }
     }

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub batch_size: prometheus::Histogram,
     pub commit_duration: prometheus::Histogram,
+    pub stages: Stages,
     pub store_errors: IntCounter,
     pub queue_depth: IntGauge,
     pub incidents_flapping: IntGauge,
@@ -87,6 +88,21 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Where a submission's time goes from its task to its answer,
+/// `triaged_correlation_stage_seconds{stage}`: `queued` (until correlation takes its
+/// batch), `correlated` (the batch's rules and records, until it is in the log),
+/// `waiting_sync` (until the sync that covers it starts: the one running ends first),
+/// `synced` (the fdatasync and making the batch visible) and `answered` (until the
+/// waiting task runs again).
+#[derive(Clone)]
+pub struct Stages {
+    pub queued: prometheus::Histogram,
+    pub correlated: prometheus::Histogram,
+    pub waiting_sync: prometheus::Histogram,
+    pub synced: prometheus::Histogram,
+    pub answered: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -129,6 +145,28 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "triaged_correlation_stage_seconds",
+                "Time a submission spends in each stage between its task and its answer",
+            )
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+            ]),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stages.clone()))
+            .expect("unique metric");
+        let stage = |name: &str| stages.with_label_values(&[name]);
+        let stages = Stages {
+            queued: stage("queued"),
+            correlated: stage("correlated"),
+            waiting_sync: stage("waiting_sync"),
+            synced: stage("synced"),
+            answered: stage("answered"),
+        };
         let queue_depth = IntGauge::new(
             "triaged_correlation_queue_depth",
             "Requests waiting for the correlation task",
@@ -320,6 +358,7 @@ impl Metrics {
                 &["result"],
             ),
             http_duration,
+            stages,
             batch_size: histogram(
                 "triaged_correlation_batch_alerts",
                 "Alerts per correlation batch (one store commit each)",

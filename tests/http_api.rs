@@ -353,6 +353,12 @@ async fn health_readiness_and_metrics() {
         r#"triaged_alerts_received_total{source="alertmanager"} 1"#,
         "triaged_incidents_opened_total 1",
         r#"triaged_http_request_duration_seconds_count{route="/api/v1/webhooks/alertmanager",status="200"} 1"#,
+        // The one submission went through every stage once before its 200.
+        r#"triaged_correlation_stage_seconds_count{stage="queued"} 1"#,
+        r#"triaged_correlation_stage_seconds_count{stage="correlated"} 1"#,
+        r#"triaged_correlation_stage_seconds_count{stage="waiting_sync"} 1"#,
+        r#"triaged_correlation_stage_seconds_count{stage="synced"} 1"#,
+        r#"triaged_correlation_stage_seconds_count{stage="answered"} 1"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
