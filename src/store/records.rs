@@ -27,6 +27,14 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     postcard::to_extend(record, vec![V1]).expect("records serialize infallibly")
 }
 
+/// Encodes a V1 record into `buf` (cleared first): the log's writes reuse one buffer
+/// instead of growing a new one by doubling for every batch.
+pub fn encode_into<T: Serialize>(record: &T, mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
+    buf.push(V1);
+    postcard::to_extend(record, buf).expect("records serialize infallibly")
+}
+
 /// Decodes a record, checking its version byte.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {

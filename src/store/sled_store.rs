@@ -36,8 +36,8 @@ use sled::Tree;
 
 use super::hot::HotStates;
 use super::records::{
-    decode, encode, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, DeliveryV1, IncidentV1,
-    OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
+    decode, encode, encode_into, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, DeliveryV1,
+    IncidentV1, OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{BackupReport, Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
@@ -430,7 +430,81 @@ impl EncodedEntry {
     }
 }
 
+/// An `Applied` batch as the log stores it: serialized exactly as its `WalBatchV1`
+/// (the same fields in the same order; postcard writes no names), from borrowed
+/// records, without the copies building a `WalBatchV1` takes.
+struct WalView<'a>(&'a Applied);
+
+/// A sequence serialized from an iterator made on demand.
+struct SeqOf<F>(F);
+
+impl<F, I> serde::Serialize for SeqOf<F>
+where
+    F: Fn() -> I,
+    I: ExactSizeIterator,
+    I::Item: serde::Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+impl serde::Serialize for WalView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let a = self.0;
+        let mut w = serializer.serialize_struct("WalBatchV1", 18)?;
+        w.serialize_field("contents", &a.contents)?;
+        w.serialize_field(
+            "states",
+            &SeqOf(|| a.states.iter().map(|(fp, st)| (fp, AlertStateV1::from(st)))),
+        )?;
+        w.serialize_field(
+            "incidents",
+            &SeqOf(|| a.incidents.iter().map(IncidentV1::from)),
+        )?;
+        w.serialize_field("keys", &SeqOf(|| a.keys.iter().map(|(k, id)| (k, id.0))))?;
+        w.serialize_field(
+            "links",
+            &SeqOf(|| a.links.iter().map(|(id, fp)| (id.0, fp))),
+        )?;
+        w.serialize_field("audit", &SeqOf(|| a.audit.iter().map(|e| &e.bytes)))?;
+        w.serialize_field("next_incident", &a.next_incident)?;
+        w.serialize_field(
+            "problems",
+            &SeqOf(|| a.problems.iter().map(ProblemV1::from)),
+        )?;
+        w.serialize_field(
+            "problem_keys",
+            &SeqOf(|| a.problem_keys.iter().map(|(k, id)| (k, id.0))),
+        )?;
+        w.serialize_field("next_problem", &a.next_problem)?;
+        w.serialize_field("changes", &SeqOf(|| a.changes.iter().map(ChangeV1::from)))?;
+        w.serialize_field(
+            "change_refs",
+            &SeqOf(|| a.change_refs.iter().map(|(k, id)| (k, id.0))),
+        )?;
+        w.serialize_field("next_change", &a.next_change)?;
+        w.serialize_field(
+            "outbox",
+            &SeqOf(|| a.outbox.iter().map(OutboxEventV1::from)),
+        )?;
+        w.serialize_field(
+            "deliveries",
+            &SeqOf(|| a.deliveries.iter().map(DeliveryV1::from)),
+        )?;
+        w.serialize_field(
+            "silences",
+            &SeqOf(|| a.silences.iter().map(SilenceV1::from)),
+        )?;
+        w.serialize_field("log_offsets", &a.log_offsets)?;
+        w.end()
+    }
+}
+
 impl Applied {
+    /// The batch as a `WalBatchV1` (what the log's records decode to).
+    #[cfg(test)]
     fn to_wal(&self) -> WalBatchV1 {
         WalBatchV1 {
             contents: self.contents.clone(),
@@ -745,7 +819,14 @@ struct Log {
     /// Why the last checkpoint did not start (no space): cleared by the next one
     /// that completes.
     blocked: Option<String>,
+    /// The buffer batches are encoded in, kept between appends up to
+    /// [`SCRATCH_KEPT_BYTES`].
+    scratch: Vec<u8>,
 }
+
+/// The encoding buffer's capacity kept for the next append (a storm's big batch does
+/// not pin its buffer).
+const SCRATCH_KEPT_BYTES: usize = 1 << 20;
 
 impl Log {
     fn check(&self) -> Result<(), StoreError> {
@@ -1014,6 +1095,7 @@ impl SledStore {
                 failed: None,
                 refused: None,
                 blocked: None,
+                scratch: Vec::new(),
             }),
             pending: Mutex::new(std::collections::VecDeque::new()),
             durable: std::sync::atomic::AtomicU64::new(0),
@@ -2584,7 +2666,12 @@ impl Store for SledStore {
             change_refs: batch.change_refs,
             next_change,
         };
-        match log.wal.write(&encode(&applied.to_wal())) {
+        let buf = encode_into(&WalView(&applied), std::mem::take(&mut log.scratch));
+        let written = log.wal.write(&buf);
+        if buf.capacity() <= SCRATCH_KEPT_BYTES {
+            log.scratch = buf;
+        }
+        match written {
             Ok(()) => {
                 if log.refused.is_some() {
                     tracing::info!("the write-ahead log takes writes again");
@@ -2750,6 +2837,116 @@ mod tests {
                 u64::from_str_radix(hex, 16).ok()
             })
             .max()
+    }
+
+    #[test]
+    fn the_log_encodes_a_batch_exactly_as_its_wal_record() {
+        use crate::changes::ChangeStatus;
+        use crate::outbox::{Draft, EventKind, Target};
+        use crate::silences::{Matcher, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&settings(dir.path())).unwrap();
+        let mut b = opening(1..3);
+        let spec = crate::problems::ProblemSpec {
+            key: "key1".into(),
+            title: "Recurring".into(),
+            link_recent_secs: 60,
+        };
+        b.problems
+            .push(Problem::open(ProblemId(1), &spec, "r", t(0)).0);
+        b.problem_counter = Some((1, 2));
+        b.problem_keys.push(("key1".into(), ProblemId(1)));
+        b.changes.push(ChangeRecord {
+            id: ChangeId(1),
+            external_id: Some("run-7".into()),
+            service: "api".into(),
+            summary: "deploy".into(),
+            status: ChangeStatus::Approved,
+            window_start: t(0),
+            window_end: t(60),
+            recorded_by: "token:ci".into(),
+            recorded_at: t(0),
+            updated_at: t(0),
+        });
+        b.change_counter = Some((1, 4));
+        b.change_refs.push(("run-7".into(), ChangeId(1)));
+        b.outbox.push(Draft {
+            at: t(0),
+            kind: EventKind::Opened,
+            record: "INC-1".into(),
+            detail: "opened".into(),
+            by: "system".into(),
+            notify: vec!["chat".into()],
+            quiet: Some("silence".into()),
+            targets: vec![Target {
+                sink: "chat".into(),
+                to: Some("#ops".into()),
+            }],
+        });
+        b.silences.push(Silence {
+            id: SilenceId(1),
+            matchers: vec![Matcher::new("service", Op::Equal, "api").unwrap()],
+            starts_at: t(0),
+            ends_at: t(60),
+            created_by: "token:alice".into(),
+            comment: "maintenance".into(),
+            created_at: t(0),
+            updated_at: t(0),
+        });
+        b.log_offsets.push((("app".into(), "00ff".into()), 42));
+        store.append(b).unwrap();
+        let pending = store.inner.pending.lock().unwrap();
+        let (_, applied) = pending.front().unwrap();
+        // Every field, named: a field added to the record fails to compile here
+        // until `WalView` writes it too (and the batch above fills it).
+        let WalBatchV1 {
+            contents,
+            states,
+            incidents,
+            keys,
+            links,
+            audit,
+            next_incident,
+            problems,
+            problem_keys,
+            next_problem,
+            changes,
+            change_refs,
+            next_change,
+            outbox,
+            deliveries,
+            silences,
+            log_offsets,
+        } = applied.to_wal();
+        for (what, filled) in [
+            ("contents", !contents.is_empty()),
+            ("states", !states.is_empty()),
+            ("incidents", !incidents.is_empty()),
+            ("keys", !keys.is_empty()),
+            ("links", !links.is_empty()),
+            ("audit", !audit.is_empty()),
+            ("problems", !problems.is_empty()),
+            ("problem_keys", !problem_keys.is_empty()),
+            ("changes", !changes.is_empty()),
+            ("change_refs", !change_refs.is_empty()),
+            ("outbox", !outbox.is_empty()),
+            ("deliveries", !deliveries.is_empty()),
+            ("silences", !silences.is_empty()),
+            ("log_offsets", !log_offsets.is_empty()),
+            // Distinct counters, so that one written in another's place shows.
+            (
+                "counters",
+                next_incident != next_problem
+                    && next_problem != next_change
+                    && next_incident != next_change,
+            ),
+        ] {
+            assert!(filled, "the batch leaves {what} empty");
+        }
+        let viewed = encode_into(&WalView(applied), vec![7; 3]);
+        assert_eq!(viewed, encode(&applied.to_wal()));
+        let decoded = Applied::from_wal(decode::<WalBatchV1>(&viewed).unwrap()).unwrap();
+        assert_eq!(encode(&decoded.to_wal()), viewed);
     }
 
     #[test]
