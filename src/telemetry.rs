@@ -131,34 +131,30 @@ impl Metrics {
                 .expect("unique metric");
             h
         };
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "triaged_http_request_duration_seconds",
-                "HTTP request latency by route and status",
-            )
-            .buckets(vec![
+        let histogram_vec = |name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let http_duration = histogram_vec(
+            "triaged_http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            ],
             &["route", "status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("unique metric");
-        let stages = HistogramVec::new(
-            HistogramOpts::new(
-                "triaged_correlation_stage_seconds",
-                "Time a submission spends in each stage between its task and its answer",
-            )
-            .buckets(vec![
+        );
+        let stages = histogram_vec(
+            "triaged_correlation_stage_seconds",
+            "Time a submission spends in each stage between its task and its answer",
+            vec![
                 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
-            ]),
+            ],
             &["stage"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(stages.clone()))
-            .expect("unique metric");
+        );
         let stage = |name: &str| stages.with_label_values(&[name]);
         let stages = Stages {
             queued: stage("queued"),
