@@ -98,7 +98,8 @@ pub struct Submission {
     queued_at: Instant,
 }
 
-/// A submission's outcome, and when the sync that made it durable ended.
+/// A submission's outcome, and when the sync of its batch ended (`None`: its batch
+/// never reached a sync).
 struct Answer {
     result: Result<Reply, Unavailable>,
     synced_at: Option<Instant>,
