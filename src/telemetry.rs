@@ -105,38 +105,37 @@ pub struct Stages {
     pub answered: prometheus::Histogram,
 }
 
+/// Registers a metric with the daemon's registry (names are fixed and unique).
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: &M) {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(&registry, &c);
             c
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(&registry, &c);
             c
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h =
                 prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                     .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
+            register(&registry, &h);
             h
         };
         let histogram_vec = |name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
+            register(&registry, &h);
             h
         };
         let http_duration = histogram_vec(
@@ -168,15 +167,11 @@ impl Metrics {
             "Requests waiting for the correlation task",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("unique metric");
+        register(&registry, &queue_depth);
 
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(&registry, &g);
             g
         };
         let incidents_flapping = gauge(
@@ -191,9 +186,7 @@ impl Metrics {
             &["heartbeat"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(heartbeats_missing.clone()))
-            .expect("unique metric");
+        register(&registry, &heartbeats_missing);
         let source_stale = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
                 "triaged_source_stale",
@@ -202,15 +195,11 @@ impl Metrics {
             &["source"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(source_stale.clone()))
-            .expect("unique metric");
+        register(&registry, &source_stale);
         let int_gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let g = prometheus::IntGaugeVec::new(prometheus::Opts::new(name, help), labels)
                 .expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(&registry, &g);
             g
         };
         let sink_queue = int_gauge_vec(
@@ -231,9 +220,7 @@ impl Metrics {
             &["sink"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(sink_oldest.clone()))
-            .expect("unique metric");
+        register(&registry, &sink_oldest);
         let log_behind = prometheus::IntGaugeVec::new(
             prometheus::Opts::new(
                 "triaged_log_bytes_behind",
@@ -242,17 +229,13 @@ impl Metrics {
             &["watcher"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(log_behind.clone()))
-            .expect("unique metric");
+        register(&registry, &log_behind);
         let store_last_checkpoint = prometheus::Gauge::new(
             "triaged_store_last_checkpoint_duration_seconds",
             "Duration of the last checkpoint of the write-ahead log into the database",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(store_last_checkpoint.clone()))
-            .expect("unique metric");
+        register(&registry, &store_last_checkpoint);
         Metrics {
             store_incidents: gauge("triaged_store_incidents", "Incidents stored"),
             store_pending_records: gauge(
