@@ -51,6 +51,8 @@ struct Args {
 }
 
 const PREALLOCATE: usize = 64 * 1024 * 1024;
+/// Far above any load generator body, and far below the log (see `Log::append`).
+const MAX_BODY: usize = 1024 * 1024;
 
 struct Log {
     file: Arc<File>,
@@ -112,6 +114,9 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return reply(StatusCode::BAD_REQUEST, "bad body\n"),
     };
+    if body.len() > MAX_BODY {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB\n");
+    }
     let appended = match &handoff {
         Some(to) => {
             let (tx, rx) = oneshot::channel();
