@@ -29,53 +29,9 @@ command -v prometheus-alertmanager >/dev/null || {
 cargo build --release --quiet --example loadgen
 cargo build --release --quiet --bin triaged
 LOADGEN=target/release/examples/loadgen
-TRIAGED=target/release/triaged
 
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
-wait_ready() {
-    for _ in $(seq 1 200); do
-        curl -fs "$1" >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "server at $1 did not get ready" >&2
-    exit 1
-}
-
-start_am() {
-    local dir="$WORK/am.$RANDOM"
-    mkdir -p "$dir"
-    cat >"$dir/am.yml" <<YML
-route:
-  receiver: blackhole
-  group_wait: 1h
-  group_interval: 1h
-  repeat_interval: 24h
-receivers:
-  - name: blackhole
-YML
-    PORT=$(free_port)
-    prometheus-alertmanager --config.file="$dir/am.yml" --storage.path="$dir/data" \
-        --web.listen-address="127.0.0.1:$PORT" --cluster.listen-address="" \
-        --log.level=warn >"$dir/log" 2>&1 &
-    PID=$!
-    URL="http://127.0.0.1:$PORT/api/v2/alerts"
-    FORMAT=alertmanager
-    wait_ready "http://127.0.0.1:$PORT/-/ready"
-}
-
-start_triaged() {
-    local dir="$WORK/triaged.$RANDOM"
-    mkdir -p "$dir"
-    sed "s|^data_dir = .*|data_dir = \"$dir/data\"|" config/triaged.toml >"$dir/triaged.toml"
-    PORT=$(free_port)
-    RUST_LOG=warn "$TRIAGED" serve --config "$dir/triaged.toml" --listen "127.0.0.1:$PORT" >"$dir/log" 2>&1 &
-    PID=$!
-    URL="http://127.0.0.1:$PORT/api/v1/webhooks/alertmanager"
-    FORMAT=webhook
-    wait_ready "http://127.0.0.1:$PORT/readyz"
-}
-
 stop() {
     kill "$PID"
     wait "$PID" 2>/dev/null || true

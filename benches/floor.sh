@@ -34,43 +34,19 @@ LOADGEN=target/release/examples/loadgen
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 
-wait_up() {
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.05
-    done
-    echo "server at $1 did not come up" >&2
-    exit 1
-}
-
 start() {
-    local dir="$WORK/$1.$RANDOM"
-    mkdir -p "$dir"
-    PORT=$(free_port)
     case "$1" in
-    alertmanager)
-        printf 'route:\n  receiver: blackhole\n  group_wait: 1h\n  group_interval: 1h\n  repeat_interval: 24h\nreceivers:\n  - name: blackhole\n' >"$dir/am.yml"
-        prometheus-alertmanager --config.file="$dir/am.yml" --storage.path="$dir/data" \
-            --web.listen-address="127.0.0.1:$PORT" --cluster.listen-address="" \
-            --log.level=warn >"$dir/log" 2>&1 &
-        PID=$!
-        URL="http://127.0.0.1:$PORT/api/v2/alerts" FORMAT=alertmanager
-        wait_up "http://127.0.0.1:$PORT/-/ready"
-        ;;
-    triaged)
-        sed "s|^data_dir = .*|data_dir = \"$dir/data\"|" config/triaged.toml >"$dir/triaged.toml"
-        RUST_LOG=warn target/release/triaged serve --config "$dir/triaged.toml" \
-            --listen "127.0.0.1:$PORT" >"$dir/log" 2>&1 &
-        PID=$!
-        URL="http://127.0.0.1:$PORT/api/v1/webhooks/alertmanager" FORMAT=webhook
-        wait_up "http://127.0.0.1:$PORT/readyz"
-        ;;
+    alertmanager) start_am ;;
+    triaged) start_triaged ;;
     floor-*)
+        local dir="$WORK/$1.$RANDOM"
+        mkdir -p "$dir"
+        PORT=$(free_port)
         target/release/examples/floor --listen "127.0.0.1:$PORT" --dir "$dir" \
             --mode "${1#floor-}" >"$dir/log" 2>&1 &
         PID=$!
         URL="http://127.0.0.1:$PORT/api/v1/webhooks/alertmanager" FORMAT=webhook
-        wait_up "http://127.0.0.1:$PORT/"
+        wait_ready "http://127.0.0.1:$PORT/"
         ;;
     esac
 }
