@@ -9,8 +9,8 @@
 //! signal handling and stops when every sender is gone, after the queue is drained and
 //! a last checkpoint.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -318,23 +318,14 @@ struct Timers {
 
 impl Timers {
     /// Watches the incident as it is now.
-    fn watch(&mut self, inc: &Incident, escalation: &sla::Escalation) {
-        self.set(inc.id, inc.sla_due(escalation));
-        match inc
-            .quiet
-            .as_ref()
-            .filter(|q| q.reason == crate::silences::QuietReason::Silence && inc.status.is_open())
-        {
-            Some(q) => match q.by.parse() {
-                Ok(sid) => {
-                    self.silenced.insert(inc.id, sid);
-                }
-                Err(_) => {
-                    self.silenced.remove(&inc.id);
-                }
-            },
+    fn watch(&mut self, w: &Watch) {
+        self.set(w.id, w.due);
+        match w.silence {
+            Some(sid) => {
+                self.silenced.insert(w.id, sid);
+            }
             None => {
-                self.silenced.remove(&inc.id);
+                self.silenced.remove(&w.id);
             }
         }
     }
@@ -388,24 +379,14 @@ pub fn start(
 
 impl Correlator {
     fn run(self, mut rx: mpsc::Receiver<Submission>) {
-        // Batches appended to the store but not yet synced: later batches read through
-        // them. The sync thread makes them durable, answers their senders and moves
-        // `synced` on; then they are visible in the store and dropped here.
-        let synced = Arc::new(AtomicU64::new(0));
-        let (to_sync, syncs) = std::sync::mpsc::channel::<Appended>();
-        let syncer = {
-            let (store, metrics, synced, wake) = (
-                self.store.clone(),
-                self.metrics.clone(),
-                synced.clone(),
-                self.outbox_wake.clone(),
-            );
-            std::thread::Builder::new()
-                .name("store-sync".into())
-                .spawn(move || sync_loop(&*store, &metrics, &synced, &wake, syncs))
-                .expect("the sync thread starts")
-        };
-        let mut inflight: VecDeque<Arc<InFlight>> = VecDeque::new();
+        // Each batch is appended and then synced here, before the next one is taken:
+        // the submissions that arrive meanwhile make the next batch, so one fdatasync
+        // serves every request that waited for it (group commit), with no hand-over to
+        // another thread (on this 2-core machine each wake of a parked thread cost more
+        // than the pipelining of a separate sync thread won, BENCHMARKS.md session 12).
+        // A batch is therefore read from the store by the next one: nothing appended
+        // is left unsynced in between. A failed sync fails the log, and every later
+        // append with it, until a restart.
         let mut clock = Timestamp::MIN;
         // Flapping incidents, watched until they settle (ticks come from the daemon's
         // timer task as empty submissions).
@@ -438,10 +419,6 @@ impl Correlator {
             }
             self.metrics.queue_depth.sub(subs.len() as i64);
             self.metrics.batch_size.observe(count as f64);
-            let done = synced.load(Ordering::SeqCst);
-            while inflight.front().is_some_and(|f| f.ticket <= done) {
-                inflight.pop_front();
-            }
             // The batch's time: the latest receive time of its alerts, never earlier than
             // the previous batch's. Records follow when alerts arrived, so the same
             // alerts give the same records when replayed (`triaged rules test`).
@@ -452,37 +429,24 @@ impl Correlator {
                 .max()
                 .unwrap_or_else(Timestamp::now)
                 .max(clock);
-            match self.process(&subs, &inflight, clock, &flapping, &mut timers) {
-                Ok((view, tally, replies)) => {
-                    for (id, inc) in &view.incidents {
-                        if inc.flapping_since.is_some() {
-                            flapping.insert(*id);
+            match self.process(&subs, clock, &flapping, &mut timers) {
+                Ok((ticket, watched, tally, replies)) => {
+                    for w in &watched {
+                        if w.flapping {
+                            flapping.insert(w.id);
                         } else {
-                            flapping.remove(id);
+                            flapping.remove(&w.id);
                         }
-                        timers.watch(inc, &self.escalation);
+                        timers.watch(w);
                     }
                     self.next_due.store(timers.next(), Ordering::SeqCst);
                     self.metrics.incidents_flapping.set(flapping.len() as i64);
-                    let view = Arc::new(view);
-                    let ticket = view.ticket;
-                    inflight.push_back(view);
                     let correlated = secs_since(taken);
                     for _ in &subs {
                         self.metrics.stages.correlated.observe(correlated);
                     }
                     let senders = subs.into_iter().map(|s| s.done).zip(replies).collect();
-                    if to_sync
-                        .send(Appended {
-                            ticket,
-                            senders,
-                            tally,
-                            appended_at: Instant::now(),
-                        })
-                        .is_err()
-                    {
-                        tracing::error!("the sync thread is gone");
-                    }
+                    self.sync_and_answer(ticket, senders, &tally);
                 }
                 Err(e) => {
                     self.metrics.store_errors.inc();
@@ -496,32 +460,76 @@ impl Correlator {
                 }
             }
         }
-        drop(to_sync);
-        let _ = syncer.join();
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final checkpoint failed; the next start replays the log");
         }
         tracing::debug!("correlation queue drained");
     }
 
+    /// Makes an appended batch durable (one fdatasync covers it and any batch appended
+    /// before it) and answers its senders: 200 only once the batch is durable.
+    fn sync_and_answer(
+        &self,
+        ticket: Ticket,
+        senders: Vec<(oneshot::Sender<Answer>, Reply)>,
+        t: &Tally,
+    ) {
+        let started = Instant::now();
+        let result = self
+            .store
+            .sync(ticket)
+            .map_err(|e| Unavailable(e.to_string()));
+        let synced_at = Instant::now();
+        let took = synced_at.duration_since(started).as_secs_f64();
+        self.metrics.commit_duration.observe(took);
+        for _ in &senders {
+            self.metrics.stages.synced.observe(took);
+        }
+        match &result {
+            Ok(()) => {
+                if t.outbox > 0 {
+                    self.outbox_wake.notify_one();
+                }
+                let m = &self.metrics;
+                m.incidents_opened.inc_by(t.opened);
+                m.incidents_reopened.inc_by(t.reopened);
+                m.incidents_resolved.inc_by(t.resolved);
+                m.alerts_dropped.inc_by(t.dropped);
+                for (target, n) in [
+                    ("respond", t.breached_respond),
+                    ("resolve", t.breached_resolve),
+                ] {
+                    if n > 0 {
+                        m.sla_breaches.with_label_values(&[target]).inc_by(n);
+                    }
+                }
+                m.escalations.inc_by(t.escalated);
+            }
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                tracing::error!(error = %e, "store sync failed; senders get 503");
+            }
+        }
+        for (s, reply) in senders {
+            let _ = s.send(Answer {
+                result: result.clone().map(|()| reply),
+                synced_at: Some(synced_at),
+            });
+        }
+    }
+
     /// Applies one batch and appends it to the store (not yet synced).
     fn process(
         &self,
         subs: &[Submission],
-        inflight: &VecDeque<Arc<InFlight>>,
         now: Timestamp,
         flapping: &BTreeSet<IncidentId>,
         timers: &mut Timers,
-    ) -> Result<(InFlight, Tally, Vec<Reply>), Unavailable> {
+    ) -> Result<(Ticket, Vec<Watch>, Tally, Vec<Reply>), Unavailable> {
         let unavailable = |e: StoreError| Unavailable(e.to_string());
-        let (start, start_problem) = match inflight.back() {
-            Some(f) => (f.next_incident, f.next_problem),
-            None => (
-                self.store.next_incident_number().map_err(unavailable)?,
-                self.store.next_problem_number().map_err(unavailable)?,
-            ),
-        };
-        let mut pending = Pending::new(&*self.store, inflight, start, start_problem);
+        let start = self.store.next_incident_number().map_err(unavailable)?;
+        let start_problem = self.store.next_problem_number().map_err(unavailable)?;
+        let mut pending = Pending::new(&*self.store, start, start_problem);
         let mut tally = Tally::default();
         let rules = self.rules.current();
         let mut replies = Vec::with_capacity(subs.len());
@@ -589,9 +597,14 @@ impl Correlator {
                 .iter()
                 .filter(|d| d.state == crate::outbox::DeliveryState::Pending)
                 .count() as u64;
-        let (batch, mut view) = pending.into_batch(&self.routes.get());
-        view.ticket = self.store.append(batch).map_err(unavailable)?;
-        Ok((view, tally, replies))
+        let watched = pending
+            .incidents
+            .values()
+            .map(|inc| Watch::of(inc, &self.escalation))
+            .collect();
+        let batch = pending.into_batch(&self.routes.get());
+        let ticket = self.store.append(batch).map_err(unavailable)?;
+        Ok((ticket, watched, tally, replies))
     }
 
     /// An operator's action: applied to a copy of the incident, which joins the batch
@@ -819,7 +832,7 @@ impl Correlator {
         };
         for id in ids {
             match self.store.incident(id) {
-                Ok(Some(inc)) => timers.watch(&inc, &self.escalation),
+                Ok(Some(inc)) => timers.watch(&Watch::of(&inc, &self.escalation)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, incident = %id, "cannot read an open incident's SLA clock")
@@ -1300,94 +1313,32 @@ fn is_repeat(stored: &AlertState, alert: &Alert) -> bool {
     }
 }
 
-/// A batch appended to the store, waiting for its sync.
-struct Appended {
-    ticket: Ticket,
-    senders: Vec<(oneshot::Sender<Answer>, Reply)>,
-    tally: Tally,
-    appended_at: Instant,
-}
-
 fn secs_since(at: Instant) -> f64 {
     at.elapsed().as_secs_f64()
 }
 
-/// What an appended batch changed, for the batches after it to read until it is
-/// synced and visible in the store.
-#[derive(Default)]
-struct InFlight {
-    ticket: Ticket,
-    states: HashMap<String, AlertState>,
-    incidents: HashMap<IncidentId, Incident>,
-    keys: HashMap<String, IncidentId>,
-    next_incident: u64,
-    problems: HashMap<ProblemId, Problem>,
-    problem_keys: HashMap<String, ProblemId>,
-    next_problem: u64,
+/// What correlation keeps of an incident a batch changed, once the batch is stored:
+/// whether it flaps, when its next SLA event is due, the silence keeping it quiet.
+struct Watch {
+    id: IncidentId,
+    flapping: bool,
+    due: Option<Timestamp>,
+    silence: Option<SilenceId>,
 }
 
-/// Syncs appended batches, many per fdatasync (group commit), and answers their
-/// senders: 200 only once the batch is durable.
-fn sync_loop(
-    store: &dyn Store,
-    metrics: &Metrics,
-    synced: &AtomicU64,
-    outbox_wake: &tokio::sync::Notify,
-    batches: std::sync::mpsc::Receiver<Appended>,
-) {
-    while let Ok(first) = batches.recv() {
-        let mut group = vec![first];
-        group.extend(batches.try_iter());
-        let upto = group.iter().map(|a| a.ticket).max().expect("one at least");
-        let started = Instant::now();
-        let result = store.sync(upto).map_err(|e| Unavailable(e.to_string()));
-        let synced_at = Instant::now();
-        let took = synced_at.duration_since(started).as_secs_f64();
-        metrics.commit_duration.observe(took);
-        for a in &group {
-            let waited = started
-                .saturating_duration_since(a.appended_at)
-                .as_secs_f64();
-            for _ in &a.senders {
-                metrics.stages.waiting_sync.observe(waited);
-                metrics.stages.synced.observe(took);
-            }
-        }
-        match &result {
-            Ok(()) => {
-                synced.store(upto, Ordering::SeqCst);
-                if group.iter().any(|a| a.tally.outbox > 0) {
-                    outbox_wake.notify_one();
-                }
-                for a in &group {
-                    metrics.incidents_opened.inc_by(a.tally.opened);
-                    metrics.incidents_reopened.inc_by(a.tally.reopened);
-                    metrics.incidents_resolved.inc_by(a.tally.resolved);
-                    metrics.alerts_dropped.inc_by(a.tally.dropped);
-                    let t = &a.tally;
-                    for (target, n) in [
-                        ("respond", t.breached_respond),
-                        ("resolve", t.breached_resolve),
-                    ] {
-                        if n > 0 {
-                            metrics.sla_breaches.with_label_values(&[target]).inc_by(n);
-                        }
-                    }
-                    metrics.escalations.inc_by(t.escalated);
-                }
-            }
-            Err(e) => {
-                metrics.store_errors.inc();
-                tracing::error!(error = %e, batches = group.len(), "store sync failed; senders get 503");
-            }
-        }
-        for a in group {
-            for (s, reply) in a.senders {
-                let _ = s.send(Answer {
-                    result: result.clone().map(|()| reply),
-                    synced_at: Some(synced_at),
-                });
-            }
+impl Watch {
+    fn of(inc: &Incident, escalation: &sla::Escalation) -> Watch {
+        Watch {
+            id: inc.id,
+            flapping: inc.flapping_since.is_some(),
+            due: inc.sla_due(escalation),
+            silence: inc
+                .quiet
+                .as_ref()
+                .filter(|q| {
+                    q.reason == crate::silences::QuietReason::Silence && inc.status.is_open()
+                })
+                .and_then(|q| q.by.parse().ok()),
         }
     }
 }
@@ -1408,8 +1359,6 @@ struct Tally {
 /// A batch being prepared: reads go through the changes made so far in the batch.
 struct Pending<'a> {
     store: &'a dyn Store,
-    /// Appended, not yet synced batches, oldest first: read newest first.
-    inflight: &'a VecDeque<Arc<InFlight>>,
     states: HashMap<String, AlertState>,
     contents: HashMap<String, Alert>,
     incidents: HashMap<IncidentId, Incident>,
@@ -1503,7 +1452,7 @@ fn requeue(
 }
 
 /// Rules' `incidents_for_key`: walks the key's incidents back through `previous`,
-/// reading the batch, the batches in flight and the store without changing anything.
+/// reading the batch and the store without changing anything.
 impl History for Pending<'_> {
     fn changes_for_service(
         &self,
@@ -1519,11 +1468,7 @@ impl History for Pending<'_> {
     fn incidents_for_key(&self, key: &str, since: Timestamp) -> Result<u64, String> {
         /// A bound on the walk (a key with more incidents in the window counts this).
         const MAX_WALK: u64 = 10_000;
-        let known = self
-            .keys
-            .get(key)
-            .or_else(|| self.inflight.iter().rev().find_map(|f| f.keys.get(key)))
-            .copied();
+        let known = self.keys.get(key).copied();
         let mut next = match known {
             Some(id) => Some(id),
             None => self
@@ -1553,26 +1498,15 @@ impl History for Pending<'_> {
 impl<'a> Pending<'a> {
     /// The incident as this batch sees it, without loading it into the batch.
     fn peek_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
-        if let Some(inc) = self.incidents.get(&id).or_else(|| {
-            self.inflight
-                .iter()
-                .rev()
-                .find_map(|f| f.incidents.get(&id))
-        }) {
+        if let Some(inc) = self.incidents.get(&id) {
             return Ok(Some(inc.clone()));
         }
         self.store.incident(id)
     }
 
-    fn new(
-        store: &'a dyn Store,
-        inflight: &'a VecDeque<Arc<InFlight>>,
-        next: u64,
-        next_problem: u64,
-    ) -> Self {
+    fn new(store: &'a dyn Store, next: u64, next_problem: u64) -> Self {
         Pending {
             store,
-            inflight,
             states: HashMap::new(),
             contents: HashMap::new(),
             incidents: HashMap::new(),
@@ -1595,16 +1529,7 @@ impl<'a> Pending<'a> {
 
     /// The latest problem's id for a problem key, without loading it.
     fn problem_id_for_key(&self, key: &str) -> Result<Option<ProblemId>, StoreError> {
-        let known = self
-            .problem_keys
-            .get(key)
-            .or_else(|| {
-                self.inflight
-                    .iter()
-                    .rev()
-                    .find_map(|f| f.problem_keys.get(key))
-            })
-            .copied();
+        let known = self.problem_keys.get(key).copied();
         match known {
             Some(id) => Ok(Some(id)),
             None => Ok(self.store.problem_for_key(key)?.map(|p| p.id)),
@@ -1621,11 +1546,7 @@ impl<'a> Pending<'a> {
 
     /// A problem as this batch sees it, without loading it into the batch.
     fn peek_problem(&self, id: ProblemId) -> Result<Option<Problem>, StoreError> {
-        if let Some(p) = self
-            .problems
-            .get(&id)
-            .or_else(|| self.inflight.iter().rev().find_map(|f| f.problems.get(&id)))
-        {
+        if let Some(p) = self.problems.get(&id) {
             return Ok(Some(p.clone()));
         }
         self.store.problem(id)
@@ -1634,16 +1555,7 @@ impl<'a> Pending<'a> {
     /// The problem, loaded into the batch on first use.
     fn problem_mut(&mut self, id: ProblemId) -> Result<Option<&mut Problem>, StoreError> {
         if !self.problems.contains_key(&id) {
-            let found = match self
-                .inflight
-                .iter()
-                .rev()
-                .find_map(|f| f.problems.get(&id).cloned())
-            {
-                Some(p) => Some(p),
-                None => self.store.problem(id)?,
-            };
-            let Some(p) = found else {
+            let Some(p) = self.store.problem(id)? else {
                 return Ok(None);
             };
             self.problems.insert(id, p);
@@ -1661,46 +1573,27 @@ impl<'a> Pending<'a> {
         if let Some(s) = self.states.get(fingerprint) {
             return Ok(Some(s.clone()));
         }
-        if let Some(s) = self
-            .inflight
-            .iter()
-            .rev()
-            .find_map(|f| f.states.get(fingerprint))
-        {
-            return Ok(Some(s.clone()));
-        }
         self.store.alert_state(fingerprint)
     }
 
     /// The incident, loaded into the batch on first use.
     fn incident_mut(&mut self, id: IncidentId) -> Result<&mut Incident, StoreError> {
         if !self.incidents.contains_key(&id) {
-            let inflight = self
-                .inflight
-                .iter()
-                .rev()
-                .find_map(|f| f.incidents.get(&id).cloned());
-            let inc = match inflight {
-                Some(inc) => Some(inc),
-                None => self.store.incident(id)?,
-            };
-            let inc = inc.ok_or_else(|| StoreError::Corrupt {
-                tree: "incidents",
-                key: id.to_string(),
-                message: "an alert is attached to an incident that does not exist".into(),
-            })?;
+            let inc = self
+                .store
+                .incident(id)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    tree: "incidents",
+                    key: id.to_string(),
+                    message: "an alert is attached to an incident that does not exist".into(),
+                })?;
             self.incidents.insert(id, inc);
         }
         Ok(self.incidents.get_mut(&id).expect("just inserted"))
     }
 
     fn incident_for_key(&mut self, key: &str) -> Result<Option<Incident>, StoreError> {
-        let known = self
-            .keys
-            .get(key)
-            .or_else(|| self.inflight.iter().rev().find_map(|f| f.keys.get(key)))
-            .copied();
-        let id = match known {
+        let id = match self.keys.get(key).copied() {
             Some(id) => id,
             None => match self.store.incident_for_key(key)? {
                 Some(inc) => inc.id,
@@ -1782,9 +1675,8 @@ impl<'a> Pending<'a> {
         self.audit.push((at, actor.to_string(), change));
     }
 
-    /// The batch to append, and what later batches must read from it until it is
-    /// synced (its ticket is set once appended).
-    fn into_batch(mut self, routes: &Routes) -> (Batch, InFlight) {
+    /// The batch to append.
+    fn into_batch(mut self, routes: &Routes) -> Batch {
         let no_labels = BTreeMap::new();
         for d in &mut self.outbox {
             // A problem's event is routed like the incident that raised it.
@@ -1821,17 +1713,7 @@ impl<'a> Pending<'a> {
             }
             self.audit[i].2.detail = Some(detail);
         }
-        let view = InFlight {
-            ticket: 0,
-            states: self.states.clone(),
-            incidents: self.incidents.clone(),
-            keys: self.keys.clone(),
-            next_incident: self.next,
-            problems: self.problems.clone(),
-            problem_keys: self.problem_keys.clone(),
-            next_problem: self.next_problem,
-        };
-        let batch = Batch {
+        Batch {
             alert_contents: self.contents.into_values().collect(),
             alert_states: self.states.into_iter().collect(),
             incidents: self.incidents.into_values().collect(),
@@ -1849,7 +1731,6 @@ impl<'a> Pending<'a> {
             log_offsets: self.log_offsets,
             // Changes are written by `POST /api/v1/changes`, not by correlation.
             ..Batch::default()
-        };
-        (batch, view)
+        }
     }
 }

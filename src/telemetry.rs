@@ -100,7 +100,6 @@ impl Default for Metrics {
 pub struct Stages {
     pub queued: prometheus::Histogram,
     pub correlated: prometheus::Histogram,
-    pub waiting_sync: prometheus::Histogram,
     pub synced: prometheus::Histogram,
     pub answered: prometheus::Histogram,
 }
@@ -158,7 +157,6 @@ impl Metrics {
         let stages = Stages {
             queued: stage("queued"),
             correlated: stage("correlated"),
-            waiting_sync: stage("waiting_sync"),
             synced: stage("synced"),
             answered: stage("answered"),
         };

@@ -1055,7 +1055,7 @@ async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_no
         base[0] < 19,
         "the tests run at nice 19 already: {threads:?}"
     );
-    for busy in ["correlation", "store-sync", "tokio-rt-worker"] {
+    for busy in ["correlation", "tokio-rt-worker"] {
         let nices = nice(busy);
         assert!(!nices.is_empty(), "no {busy} thread: {threads:?}");
         assert!(nices.iter().all(|n| *n == base[0]), "{busy}: {threads:?}");

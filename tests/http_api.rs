@@ -356,7 +356,6 @@ async fn health_readiness_and_metrics() {
         // The one submission went through every stage once before its 200.
         r#"triaged_correlation_stage_seconds_count{stage="queued"} 1"#,
         r#"triaged_correlation_stage_seconds_count{stage="correlated"} 1"#,
-        r#"triaged_correlation_stage_seconds_count{stage="waiting_sync"} 1"#,
         r#"triaged_correlation_stage_seconds_count{stage="synced"} 1"#,
         r#"triaged_correlation_stage_seconds_count{stage="answered"} 1"#,
     ] {

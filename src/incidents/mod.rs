@@ -235,8 +235,8 @@ pub struct Incident {
     pub workaround: Option<String>,
     /// The labels of the alert that opened it (after the rules): what routes match on.
     /// Shared: they never change once the incident is open, and an incident is copied
-    /// several times per batch that touches it (the batch, the in-flight view, the log
-    /// record), so a copy of the map per copy of the incident cost 30 % of the
+    /// several times per batch that touches it (the batch, the log record, the store's
+    /// overlay), so a copy of the map per copy of the incident cost 30 % of the
     /// throughput at 100 alerts per request (BENCHMARKS.md).
     pub labels: std::sync::Arc<crate::alerts::LabelSet>,
     /// Sinks the rule decision named (besides the routes').
