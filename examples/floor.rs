@@ -1,8 +1,8 @@
 //! The floor a durable HTTP ingest can reach on this machine: a server with triaged's
 //! stack (tokio's multi-threaded runtime, hyper's HTTP/1) that does nothing with a
 //! request but append its body to a log and answer 200 once a group commit
-//! (`fdatasync`, many requests per sync, on a sync thread as in triaged) has made it
-//! durable. No JSON, no rules, no store: what is left is the HTTP round trip, the hand
+//! (`fdatasync`, many requests per sync, on a sync thread; triaged syncs on its
+//! correlation thread since session 12) has made it durable. No JSON, no rules, no store: what is left is the HTTP round trip, the hand
 //! offs between threads and the disk's sync. `benches/floor.sh` runs it under
 //! `examples/loadgen.rs` against Alertmanager and triaged (BENCHMARKS.md).
 //!
@@ -10,7 +10,8 @@
 //!       --mode durable
 //!
 //! Modes: `durable` (append, group commit, answer), `handoff` (the append handed to
-//! one more thread first, as triaged hands a request to its correlation thread),
+//! one more thread first, as triaged hands a request to its correlation thread, and
+//! then to the sync thread: one hand-over more than triaged has now),
 //! `memory` (append to the page cache, answer without a sync: not durable, the HTTP
 //! and hand-off floor only).
 
