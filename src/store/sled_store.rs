@@ -862,7 +862,8 @@ struct Inner {
     pending: Mutex<std::collections::VecDeque<(Ticket, Applied)>>,
     /// The highest ticket applied to the overlay.
     durable: std::sync::atomic::AtomicU64,
-    /// One log sync at a time.
+    /// One log write at a time (a sync's, or a rotation's). Lock order: `syncing`,
+    /// then `log`.
     syncing: Mutex<()>,
     state: RwLock<State>,
     /// Held for the whole of a checkpoint: one at a time.
@@ -1322,14 +1323,14 @@ impl Inner {
         if self.durable.load(Ordering::SeqCst) >= upto {
             return Ok(());
         }
-        let (file, target) = {
-            let log = self.log.lock().map_err(|_| lock_poisoned())?;
+        let (write, target) = {
+            let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             log.check()?;
-            (log.wal.sync_handle(), log.ticket)
+            (log.wal.take_write(), log.ticket)
         };
-        // Without the log lock: appends go on while the disk syncs. Batches written
-        // after `target` may be covered too; they are applied by a later sync.
-        if let Err(e) = file.sync_data() {
+        // Without the log lock: appends go on while the disk writes. Batches added
+        // after `target` are in a later write, applied by a later sync.
+        if let Some(Err(e)) = write.map(|w| w.run()) {
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             return Err(log.fail(WalError::Io {
                 path: "wal".into(),
@@ -1363,6 +1364,9 @@ impl Inner {
     /// One checkpoint; the caller holds `checkpointing`.
     fn checkpoint_once(&self) -> Result<(), StoreError> {
         let (frozen, kept, counters, audit_seq, audit_hash) = {
+            // Rotating writes the log's last records: no other write may run meanwhile
+            // (each rewrites the block the one before it ended in).
+            let _one = self.syncing.lock().map_err(|_| lock_poisoned())?;
             let mut log = self.log.lock().map_err(|_| lock_poisoned())?;
             log.check()?;
             if let Err(why) = self.room_for_checkpoint(&log.wal) {
