@@ -985,7 +985,11 @@ async fn store_backup_online_under_load_and_offline_gives_a_data_dir_that_starts
 
 /// The daemon's threads and their nice values (`/proc/<pid>/task/*`: `comm`, and
 /// field 19 of `stat`).
-fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+/// Each thread's name, nice value and scheduling policy (0 SCHED_OTHER, 5 SCHED_IDLE).
+/// `SCHED_IDLE` in /proc/<pid>/task/<tid>/stat's `policy` field (field 41).
+const SCHED_IDLE: u32 = 5;
+
+fn thread_nices(pid: u32) -> Vec<(String, i32, u32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -997,15 +1001,18 @@ fn thread_nices(pid: u32) -> Vec<(String, i32)> {
         };
         // The name (field 2) is in parentheses and may hold spaces: count after it.
         let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let nice: i32 = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        out.push((comm.trim_end().to_string(), nice));
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let nice: i32 = fields[16].parse().unwrap();
+        let policy: u32 = fields[38].parse().unwrap();
+        out.push((comm.trim_end().to_string(), nice, policy));
     }
     out
 }
 
 /// The store's background work (checkpoint thread, sled's IO threads and flusher) runs
-/// at nice 19 once the first checkpoint has run; the threads a request waits for
-/// (HTTP workers, correlation, the log's sync) keep the daemon's own priority.
+/// under SCHED_IDLE at nice 19 once the first checkpoint has run; the threads a
+/// request waits for (HTTP workers, correlation, the log's sync) keep the daemon's own
+/// priority and policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -1023,8 +1030,8 @@ async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_no
         let threads = thread_nices(pid);
         let lowered = threads
             .iter()
-            .filter(|(name, _)| name.starts_with("sled-io-") || name == "log flusher")
-            .all(|(_, nice)| *nice == 19);
+            .filter(|(name, _, _)| name.starts_with("sled-io-") || name == "log flusher")
+            .all(|(_, nice, policy)| *nice == 19 && *policy == SCHED_IDLE);
         let metrics = d.metrics();
         async move {
             let checkpoints = metrics
@@ -1040,14 +1047,27 @@ async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_no
     let nice = |name: &str| -> Vec<i32> {
         threads
             .iter()
-            .filter(|(n, _)| n.starts_with(name))
-            .map(|(_, nice)| *nice)
+            .filter(|(n, _, _)| n.starts_with(name))
+            .map(|(_, nice, _)| *nice)
+            .collect()
+    };
+    let policy = |name: &str| -> Vec<u32> {
+        threads
+            .iter()
+            .filter(|(n, _, _)| n.starts_with(name))
+            .map(|(_, _, policy)| *policy)
             .collect()
     };
     assert_eq!(nice("store-checkpoin"), vec![19], "{threads:?}");
+    assert_eq!(policy("store-checkpoin"), vec![SCHED_IDLE], "{threads:?}");
     assert!(!nice("sled-io-").is_empty(), "{threads:?}");
     assert!(nice("sled-io-").iter().all(|n| *n == 19), "{threads:?}");
+    assert!(
+        policy("sled-io-").iter().all(|p| *p == SCHED_IDLE),
+        "{threads:?}"
+    );
     assert_eq!(nice("log flusher"), vec![19], "{threads:?}");
+    assert_eq!(policy("log flusher"), vec![SCHED_IDLE], "{threads:?}");
     // The daemon's own priority: its main thread's (0 unless the tests run niced).
     let base = nice("triaged");
     assert_eq!(base.len(), 1, "{threads:?}");
@@ -1059,5 +1079,9 @@ async fn the_checkpoint_and_sleds_threads_run_at_low_priority_and_ingest_does_no
         let nices = nice(busy);
         assert!(!nices.is_empty(), "no {busy} thread: {threads:?}");
         assert!(nices.iter().all(|n| *n == base[0]), "{busy}: {threads:?}");
+        assert!(
+            policy(busy).iter().all(|p| *p == policy("triaged")[0]),
+            "{busy}: {threads:?}"
+        );
     }
 }

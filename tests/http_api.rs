@@ -488,6 +488,42 @@ async fn concurrent_posts_are_all_stored() {
     d.stop().await;
 }
 
+/// Concurrent repeats of the same alerts: each batch reads the changes of the ones
+/// before it (no lost notification, no second incident for a key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_of_the_same_alerts_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), "").await;
+    let (clients, rounds) = (24, 10);
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let client = d.client.clone();
+        let url = d.url(AM_PATH);
+        tasks.push(tokio::spawn(async move {
+            // Staggered, so that requests keep arriving while batches are written.
+            tokio::time::sleep(std::time::Duration::from_micros(150 * i)).await;
+            for _ in 0..rounds {
+                let body = am_payload(vec![firing("Same", "host1"), firing("Same", "host2")]);
+                let r = client.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(incident_count(&d).await, 1, "one incident for the key");
+    let inc = incident(&d, "INC-1").await;
+    assert_eq!(inc["alerts_total"], 2);
+    let (_, alerts) = d.get("/api/v1/alerts?limit=10").await;
+    let alerts = alerts["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2);
+    for a in alerts {
+        assert_eq!(a["notifications"], clients * rounds, "{a}");
+    }
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn an_alert_storm_writes_one_audit_entry_per_incident_and_batch() {
     let dir = tempfile::tempdir().unwrap();

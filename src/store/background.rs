@@ -3,13 +3,19 @@
 //! Nothing that answers a request waits for a checkpoint: a commit is durable once the
 //! write-ahead log is synced, and the checkpoint moves the log into sled afterwards.
 //! So the checkpoint thread, the start-up indexer and sled's IO threads (which write
-//! what the checkpoint hands sled) run at nice [`BACKGROUND_NICE`], and the ingest
-//! path (HTTP workers, correlation, the log's sync) gets the CPU first when both want
-//! it, as RocksDB runs compactions in a low-priority pool and flushes in a high one.
-//! They are never starved for long: nice 19 is still a share of the CPU (unlike
-//! `SCHED_IDLE`, which a busy ingest path would starve while it holds sled's locks),
+//! what the checkpoint hands sled) run under `SCHED_IDLE` (and at nice
+//! [`BACKGROUND_NICE`], which is what is left where a sandbox refuses the policy), and
+//! the ingest path (HTTP workers, correlation, the log's sync) gets the CPU first when
+//! both want it, as RocksDB runs compactions in a low-priority pool and flushes in a
+//! high one. Under `SCHED_IDLE` a waking ingest thread always preempts them (at nice
+//! 19 the scheduler may let the running one finish its slice first): on this 2-core
+//! machine the correlation thread, back from the disk, then starts at once, and 1
+//! alert/request ran 33–34k alerts/s instead of 28–30k with the checkpoint taking the
+//! same CPU, from otherwise idle time (BENCHMARKS.md, session 13). They are not
+//! starved for good: `SCHED_IDLE` still gets a small share of a busy CPU (and the
+//! whole of an idle one, which is what a thread waiting on a lock they hold leaves),
 //! and once the overlay reaches its hard limit a commit checkpoints inline, at normal
-//! priority (backpressure). Measured in BENCHMARKS.md (session 7).
+//! priority (backpressure).
 
 /// The nice value of the store's background threads (the lowest priority).
 pub const BACKGROUND_NICE: i32 = 19;
@@ -18,18 +24,41 @@ pub const BACKGROUND_NICE: i32 = 19;
 /// (`threadpool.rs`, `sled-io-N`) and its periodic flusher (`flusher.rs`).
 const SLED_THREADS: [&str; 2] = ["sled-io-", "log flusher"];
 
-/// Lowers the calling thread to [`BACKGROUND_NICE`]. Linux keeps the nice value per
-/// thread (setpriority(2), NOTES), so `setpriority(PRIO_PROCESS, 0)` changes this
-/// thread only; threads it spawns inherit the value.
+/// Lowers the calling thread to `SCHED_IDLE` and [`BACKGROUND_NICE`]. Linux keeps
+/// the policy and the nice value per thread (sched_setscheduler(2), setpriority(2),
+/// NOTES), so both change this thread only; threads it spawns inherit them.
 pub fn lower_this_thread() {
     if let Err(e) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
         // A sandbox that filters setpriority (systemd's `~@resources`; the shipped
         // unit allows it back): the daemon works, its checkpoints compete with ingest.
         tracing::warn!(error = %e, "cannot lower the store's background threads to nice 19");
     }
+    if let Err(e) = set_idle_policy(0) {
+        tracing::warn!(error = %e, "cannot put the store's background threads under SCHED_IDLE; they run at nice 19");
+    }
 }
 
-/// Lowers sled's threads to [`BACKGROUND_NICE`]. sled starts them itself (seven at
+/// Puts thread `tid` (0: the calling one) under `SCHED_IDLE`, which an unprivileged
+/// thread may always choose for itself and its process's threads.
+fn set_idle_policy(tid: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler only reads `param`, a valid sched_param that lives
+    // for the call.
+    let rc = unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether thread `tid` runs under `SCHED_IDLE`.
+fn is_idle_policy(tid: i32) -> bool {
+    // SAFETY: sched_getscheduler takes a thread id and touches no memory.
+    unsafe { libc::sched_getscheduler(tid) == libc::SCHED_IDLE }
+}
+
+/// Lowers sled's threads to `SCHED_IDLE` and [`BACKGROUND_NICE`]. sled starts them itself (seven at
 /// its first IO, more on demand, from whichever thread needs them), so they are found
 /// by name; called before every checkpoint, it catches the ones started since.
 /// Returns the thread ids it changed.
@@ -53,12 +82,16 @@ pub fn lower_sled_threads() -> Vec<i32> {
         let Some(pid) = rustix::process::Pid::from_raw(tid) else {
             continue;
         };
-        if rustix::process::getpriority_process(Some(pid)).ok() == Some(BACKGROUND_NICE) {
+        if rustix::process::getpriority_process(Some(pid)).ok() == Some(BACKGROUND_NICE)
+            && is_idle_policy(tid)
+        {
             continue;
         }
         // The thread may have ended meanwhile (sled's extra IO threads do after a
-        // second without work): nothing to lower then.
+        // second without work): nothing to lower then. A refused policy leaves it at
+        // nice 19 (warned once, for the calling thread, by `lower_this_thread`).
         if rustix::process::setpriority_process(Some(pid), BACKGROUND_NICE).is_ok() {
+            let _ = set_idle_policy(tid);
             lowered.push(tid);
         }
     }
@@ -85,20 +118,25 @@ mod tests {
             lower_this_thread();
             let tid = rustix::thread::gettid().as_raw_nonzero().get();
             assert_eq!(nice_of(tid), Some(BACKGROUND_NICE));
-            // A thread it starts inherits the value.
-            let child =
-                std::thread::spawn(|| nice_of(rustix::thread::gettid().as_raw_nonzero().get()));
-            assert_eq!(child.join().unwrap(), Some(BACKGROUND_NICE));
+            assert!(is_idle_policy(tid));
+            // A thread it starts inherits both.
+            let child = std::thread::spawn(|| {
+                let tid = rustix::thread::gettid().as_raw_nonzero().get();
+                (nice_of(tid), is_idle_policy(tid))
+            });
+            assert_eq!(child.join().unwrap(), (Some(BACKGROUND_NICE), true));
             tid
         })
         .join()
         .unwrap();
         assert_ne!(tid, rustix::thread::gettid().as_raw_nonzero().get());
+        let own = rustix::thread::gettid().as_raw_nonzero().get();
         assert_eq!(
-            nice_of(rustix::thread::gettid().as_raw_nonzero().get()),
+            nice_of(own),
             main_before,
             "the test's own thread keeps its priority"
         );
+        assert!(!is_idle_policy(own), "and its policy");
     }
 
     #[test]
@@ -119,9 +157,10 @@ mod tests {
                 // A thread sled started just now from an unlowered thread is caught by
                 // the next call; one started before the call must be lowered.
                 if let Some(nice) = nice_of(tid) {
-                    if nice != BACKGROUND_NICE {
+                    if nice != BACKGROUND_NICE || !is_idle_policy(tid) {
                         assert!(lower_sled_threads().contains(&tid), "{comm}: nice {nice}");
                     }
+                    assert!(is_idle_policy(tid) || nice_of(tid).is_none(), "{comm}");
                 }
             }
         }
