@@ -281,6 +281,141 @@ impl From<&Incident> for IncidentV1 {
     }
 }
 
+/// An incident as [`IncidentV1`] encodes it, borrowed from the incident instead of
+/// copied: the log writes every incident a batch changed (each repeat notification
+/// changes its counter), and the copies `IncidentV1::from` takes (strings, the SLA
+/// clock, the sinks) were 7 % of the correlation thread under a 1-alert-per-request
+/// load. Field for field the same types in postcard (`&str` as `String`, a sequence
+/// of ids as `Vec<u64>`); a unit test holds the two encodings byte for byte.
+#[derive(Serialize)]
+pub struct IncidentV1Ref<'a> {
+    id: u64,
+    key: &'a str,
+    title: &'a str,
+    service: Option<&'a str>,
+    ci: Option<&'a str>,
+    impact: Level,
+    urgency: Level,
+    priority: Priority,
+    major: bool,
+    status: IncidentStatus,
+    resolution: &'a Option<Resolution>,
+    opened_by: &'a str,
+    alerts_total: u64,
+    alerts_firing: u64,
+    notifications: u64,
+    reopened: u32,
+    previous: Option<u64>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    flapping_since: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    last_flip: Option<Timestamp>,
+    problem: Option<u64>,
+    changes: ChangeIds<'a>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    detected_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    opened_at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    acknowledged_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    impact_start: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    impact_end: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    resolved_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::optional")]
+    closed_at: Option<Timestamp>,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    updated_at: Timestamp,
+    owner: Option<&'a str>,
+    assignee: Option<&'a str>,
+    hold: &'a Option<Hold>,
+    sla: &'a sla::Clock,
+    review: Option<&'a str>,
+    quiet: &'a Option<crate::silences::Quiet>,
+    workaround: Option<&'a str>,
+    labels: &'a LabelSet,
+    sinks: &'a [String],
+    external: ExternalRefs<'a>,
+}
+
+/// An incident's change ids, written as `Vec<u64>`.
+pub struct ChangeIds<'a>(&'a [ChangeId]);
+
+impl Serialize for ChangeIds<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|c| c.0))
+    }
+}
+
+/// An incident's external references, written as `Vec<ExternalRefV1>`.
+pub struct ExternalRefs<'a>(&'a [crate::outbox::ExternalRef]);
+
+#[derive(Serialize)]
+struct ExternalRefV1Ref<'a> {
+    sink: &'a str,
+    id: &'a str,
+    #[serde(with = "jiff::fmt::serde::timestamp::nanosecond::required")]
+    at: Timestamp,
+}
+
+impl Serialize for ExternalRefs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|r| ExternalRefV1Ref {
+            sink: &r.sink,
+            id: &r.id,
+            at: r.at,
+        }))
+    }
+}
+
+impl<'a> From<&'a Incident> for IncidentV1Ref<'a> {
+    fn from(i: &'a Incident) -> Self {
+        IncidentV1Ref {
+            id: i.id.0,
+            key: &i.key,
+            title: &i.title,
+            service: i.service.as_deref(),
+            ci: i.ci.as_deref(),
+            impact: i.impact,
+            urgency: i.urgency,
+            priority: i.priority,
+            major: i.major,
+            status: i.status,
+            resolution: &i.resolution,
+            opened_by: &i.opened_by,
+            alerts_total: i.alerts_total,
+            alerts_firing: i.alerts_firing,
+            notifications: i.notifications,
+            reopened: i.reopened,
+            previous: i.previous.map(|p| p.0),
+            flapping_since: i.flapping_since,
+            last_flip: i.last_flip,
+            problem: i.problem.map(|p| p.0),
+            changes: ChangeIds(&i.changes),
+            detected_at: i.detected_at,
+            opened_at: i.opened_at,
+            acknowledged_at: i.acknowledged_at,
+            impact_start: i.impact_start,
+            impact_end: i.impact_end,
+            resolved_at: i.resolved_at,
+            closed_at: i.closed_at,
+            updated_at: i.updated_at,
+            owner: i.owner.as_deref(),
+            assignee: i.assignee.as_deref(),
+            hold: &i.hold,
+            sla: &i.sla,
+            review: i.review.as_deref(),
+            quiet: &i.quiet,
+            workaround: i.workaround.as_deref(),
+            labels: &i.labels,
+            sinks: &i.sinks,
+            external: ExternalRefs(&i.external),
+        }
+    }
+}
+
 impl From<IncidentV1> for Incident {
     fn from(i: IncidentV1) -> Self {
         Incident {
@@ -787,6 +922,33 @@ mod tests {
         let back: Incident = decode::<IncidentV1>(&encode(&IncidentV1::from(&inc)))
             .unwrap()
             .into();
+        assert_eq!(back, inc);
+        // The borrowed view the log and checkpoints write encodes byte for byte as the
+        // record, with every optional field filled.
+        inc.owner = Some("alice".into());
+        inc.assignee = Some("bob".into());
+        inc.review = Some("reviewed".into());
+        inc.workaround = Some("restart".into());
+        inc.changes = vec![ChangeId(3), ChangeId(9)];
+        inc.previous = Some(IncidentId(41));
+        inc.problem = Some(ProblemId(2));
+        inc.flapping_since = Some(t("2026-01-01T00:10:00Z"));
+        inc.last_flip = Some(t("2026-01-01T00:11:00Z"));
+        inc.acknowledged_at = Some(t("2026-01-01T00:05:00Z"));
+        inc.closed_at = Some(t("2026-01-01T00:40:00Z"));
+        inc.hold = Some(Hold {
+            reason: crate::incidents::HoldReason::AwaitingVendor,
+            since: t("2026-01-01T00:20:00Z"),
+        });
+        inc.quiet = Some(crate::silences::Quiet {
+            reason: crate::silences::QuietReason::Change,
+            by: "CHG-3".into(),
+            since: t("2026-01-01T00:00:00Z"),
+            until: t("2026-01-01T02:00:00Z"),
+        });
+        let record = encode(&IncidentV1::from(&inc));
+        assert_eq!(encode(&IncidentV1Ref::from(&inc)), record);
+        let back: Incident = decode::<IncidentV1>(&record).unwrap().into();
         assert_eq!(back, inc);
     }
 

@@ -37,7 +37,7 @@ use sled::Tree;
 use super::hot::HotStates;
 use super::records::{
     decode, encode, encode_into, AlertStateV1, AlertV1, AuditEntryV1, ChangeV1, DeliveryV1,
-    IncidentV1, OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
+    IncidentV1, IncidentV1Ref, OutboxEventV1, ProblemV1, SilenceV1, WalBatchV1,
 };
 use super::wal::{Wal, WalError};
 use super::{BackupReport, Batch, IncidentFilter, Stats, Store, StoreError, Ticket};
@@ -461,7 +461,7 @@ impl serde::Serialize for WalView<'_> {
         )?;
         w.serialize_field(
             "incidents",
-            &SeqOf(|| a.incidents.iter().map(IncidentV1::from)),
+            &SeqOf(|| a.incidents.iter().map(IncidentV1Ref::from)),
         )?;
         w.serialize_field("keys", &SeqOf(|| a.keys.iter().map(|(k, id)| (k, id.0))))?;
         w.serialize_field(
@@ -1611,7 +1611,7 @@ impl Inner {
         let incidents: Vec<(Vec<u8>, Vec<u8>)> = o
             .incidents
             .iter()
-            .map(|(id, i)| (id.0.to_be_bytes().to_vec(), encode(&IncidentV1::from(i))))
+            .map(|(id, i)| (id.0.to_be_bytes().to_vec(), encode(&IncidentV1Ref::from(i))))
             .collect();
         put_sorted(&t.incidents, incidents)?;
         let mut flapping = sled::Batch::default();
