@@ -10,8 +10,9 @@
 //! high one. Under `SCHED_IDLE` a waking ingest thread always preempts them (at nice
 //! 19 the scheduler may let the running one finish its slice first): on this 2-core
 //! machine the correlation thread, back from the disk, then starts at once, and 1
-//! alert/request ran 33–34k alerts/s instead of 28–30k with the checkpoint taking the
-//! same CPU, from otherwise idle time (BENCHMARKS.md, session 13). They are not
+//! alert/request ran 31.2k alerts/s instead of 28.4k (means of six alternating runs)
+//! with the checkpoint taking the same CPU, from otherwise idle time (BENCHMARKS.md,
+//! session 13). They are not
 //! starved for good: `SCHED_IDLE` still gets a small share of a busy CPU (and the
 //! whole of an idle one, which is what a thread waiting on a lock they hold leaves),
 //! and once the overlay reaches its hard limit a commit checkpoints inline, at normal

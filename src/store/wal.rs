@@ -310,8 +310,9 @@ impl Wal {
     /// Opens a segment for writes, with `O_DIRECT | O_DSYNC` where the filesystem
     /// takes them: a write to the segment's preallocated blocks then goes straight to
     /// the disk and returns durable, without the page cache's writeback that an
-    /// `fdatasync` runs (on ext4 here 10 % less time per commit and less CPU than
-    /// `pwrite` + `fdatasync` of a preallocated file, BENCHMARKS.md session 13). The
+    /// `fdatasync` runs (on ext4 here, in an isolated loop, 197 instead of 218 µs per
+    /// write-and-work cycle; under the daemon's load about the same, BENCHMARKS.md
+    /// session 13). The
     /// first block is written (zeros: the new segment holds no records yet) to learn
     /// whether direct writes work; where they do not (a filesystem without
     /// `O_DIRECT`, or one that wants a larger alignment) the file is opened buffered,
