@@ -3,8 +3,14 @@
 # same load from examples/loadgen.rs. Each measurement gets a fresh server with fresh
 # temporary storage; both listen on 127.0.0.1.
 #
-#   benches/compare.sh            # full run (~2 min), prints a markdown table
-#   DURATION=5 benches/compare.sh # shorter measurements
+#   benches/compare.sh            # full run (~4 min), prints markdown tables
+#   DURATION=5 ROUNDS=1 benches/compare.sh # shorter
+#
+# This machine's speed drifts by tens of percent within minutes (BENCHMARKS.md), so
+# the throughput measurements run in ROUNDS rounds (default 3), the two servers in
+# turns within each round (Alertmanager first in odd rounds, triaged first in even
+# ones); the summary table gives each server's median over the rounds, and a second
+# table every round with its own ratio.
 #
 # triaged runs as shipped (config/triaged.toml, rules/), durable writes on: every 200
 # means stored, flushed and the rules run. Alertmanager gets a route that does not
@@ -17,6 +23,7 @@ WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-16}
 DISTINCT=${DISTINCT:-100000}
 SETTLE=${SETTLE:-15}
+ROUNDS=${ROUNDS:-3}
 
 command -v prometheus-alertmanager >/dev/null || {
     echo "install Debian's prometheus-alertmanager first (tests/run.sh does)" >&2
@@ -64,14 +71,16 @@ memory() {
     stop
 }
 
-field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
-
-declare -A R
-for per in 1 100; do
-    for server in am triaged; do
-        line=$(load "$server" "$per")
-        echo "$server, $per alert(s)/request: $line" >&2
-        R[$server.$per]=$line
+RUNS="$WORK/runs"
+for round in $(seq 1 "$ROUNDS"); do
+    order="am triaged"
+    [ $((round % 2)) -eq 0 ] && order="triaged am"
+    for per in 1 100; do
+        for server in $order; do
+            line=$(load "$server" "$per")
+            echo "round $round, $server, $per alert(s)/request: $line" >&2
+            echo "$round $server $per $line" >>"$RUNS"
+        done
     done
 done
 read -r am_idle am_active am_settled < <(memory am)
@@ -79,18 +88,42 @@ read -r tr_idle tr_active tr_settled < <(memory triaged)
 
 times() { echo "$(ratio "$1" "$2")×"; }
 echo
-echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, $CONNS connections, $DISTINCT distinct alerts"
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, $CONNS connections, $DISTINCT distinct alerts; throughput: median of $ROUNDS round(s)"
 echo
 echo "| measurement | Alertmanager | triaged | triaged / Alertmanager |"
 echo "|---|---|---|---|"
-for per in 1 100; do
-    a=$(field "${R[am.$per]}" alerts_per_sec); t=$(field "${R[triaged.$per]}" alerts_per_sec)
-    echo "| alerts/s, $per alert(s)/request | $a | $t | $(times "$t" "$a") |"
-    a=$(field "${R[am.$per]}" "latency_ms['p99']"); t=$(field "${R[triaged.$per]}" "latency_ms['p99']")
-    echo "| p99 latency ms, $per alert(s)/request | $a | $t | $(times "$t" "$a") |"
-    a=$(field "${R[am.$per]}" non_2xx); t=$(field "${R[triaged.$per]}" non_2xx)
-    echo "| non-2xx, $per alert(s)/request | $a | $t | |"
-done
+python3 - "$RUNS" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    rnd, server, per, js = line.split(" ", 3)
+    runs.setdefault((server, int(per)), []).append(json.loads(js))
+def med(server, per, f):
+    return statistics.median(f(j) for j in runs[(server, per)])
+for per in (1, 100):
+    for name, f in (("alerts/s", lambda j: j["alerts_per_sec"]),
+                    ("p99 latency ms", lambda j: j["latency_ms"]["p99"])):
+        a, t = med("am", per, f), med("triaged", per, f)
+        print(f"| {name}, {per} alert(s)/request | {a:g} | {t:g} | {t / a:.2f}× |")
+    a = sum(j["non_2xx"] + j["errors"] for j in runs[("am", per)])
+    t = sum(j["non_2xx"] + j["errors"] for j in runs[("triaged", per)])
+    print(f"| non-2xx and errors, {per} alert(s)/request, all rounds | {a} | {t} | |")
+PY
 echo "| RSS MB, 100k active alerts, 1 s after | $((am_active / 1024)) | $((tr_active / 1024)) | $(times "$tr_active" "$am_active") |"
 echo "| RSS MB, 100k active alerts, ${SETTLE} s later | $((am_settled / 1024)) | $((tr_settled / 1024)) | $(times "$tr_settled" "$am_settled") |"
 echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(times "$tr_idle" "$am_idle") |"
+echo
+echo "| round | alert(s)/request | Alertmanager alerts/s | triaged alerts/s | triaged / Alertmanager | p99 ms, Alertmanager / triaged |"
+echo "|---|---|---|---|---|---|"
+python3 - "$RUNS" <<'PY'
+import json, sys
+runs = {}
+for line in open(sys.argv[1]):
+    rnd, server, per, js = line.split(" ", 3)
+    runs[(int(rnd), int(per), server)] = json.loads(js)
+for rnd, per in sorted({(r, p) for r, p, _ in runs}):
+    a, t = runs[(rnd, per, "am")], runs[(rnd, per, "triaged")]
+    print(f"| {rnd} | {per} | {a['alerts_per_sec']:g} | {t['alerts_per_sec']:g} | "
+          f"{t['alerts_per_sec'] / a['alerts_per_sec']:.2f}× | "
+          f"{a['latency_ms']['p99']:g} / {t['latency_ms']['p99']:g} |")
+PY
