@@ -86,44 +86,45 @@ done
 read -r am_idle am_active am_settled < <(memory am)
 read -r tr_idle tr_active tr_settled < <(memory triaged)
 
-times() { echo "$(ratio "$1" "$2")×"; }
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); ${DURATION}s per measurement after ${WARMUP}s warm-up, $CONNS connections, $DISTINCT distinct alerts; throughput: median of $ROUNDS round(s)"
 echo
-echo "| measurement | Alertmanager | triaged | triaged / Alertmanager |"
-echo "|---|---|---|---|"
-python3 - "$RUNS" <<'PY'
+python3 - "$RUNS" "$SETTLE" "$am_idle" "$am_active" "$am_settled" "$tr_idle" "$tr_active" "$tr_settled" <<'PY'
 import json, statistics, sys
-runs = {}
+by_round = {}
 for line in open(sys.argv[1]):
     rnd, server, per, js = line.split(" ", 3)
-    runs.setdefault((server, int(per)), []).append(json.loads(js))
-def med(server, per, f):
-    return statistics.median(f(j) for j in runs[(server, per)])
+    by_round[(int(rnd), int(per), server)] = json.loads(js)
+settle = sys.argv[2]
+am_idle, am_active, am_settled, tr_idle, tr_active, tr_settled = (int(v) for v in sys.argv[3:])
+rate = lambda j: j["alerts_per_sec"]
+p99 = lambda j: j["latency_ms"]["p99"]
+
+def runs(server, per):
+    return [j for (_, p, s), j in sorted(by_round.items()) if (p, s) == (per, server)]
+
+def row(name, a, t):
+    print(f"| {name} | {a:g} | {t:g} | {t / a:.2f}× |")
+
+def rss(name, a_kb, t_kb):
+    print(f"| {name} | {a_kb // 1024} | {t_kb // 1024} | {t_kb / a_kb:.2f}× |")
+
+print("| measurement | Alertmanager | triaged | triaged / Alertmanager |")
+print("|---|---|---|---|")
 for per in (1, 100):
-    for name, f in (("alerts/s", lambda j: j["alerts_per_sec"]),
-                    ("p99 latency ms", lambda j: j["latency_ms"]["p99"])):
-        a, t = med("am", per, f), med("triaged", per, f)
-        print(f"| {name}, {per} alert(s)/request | {a:g} | {t:g} | {t / a:.2f}× |")
-    a = sum(j["non_2xx"] + j["errors"] for j in runs[("am", per)])
-    t = sum(j["non_2xx"] + j["errors"] for j in runs[("triaged", per)])
+    for name, f in (("alerts/s", rate), ("p99 latency ms", p99)):
+        row(f"{name}, {per} alert(s)/request",
+            statistics.median(map(f, runs("am", per))),
+            statistics.median(map(f, runs("triaged", per))))
+    a, t = (sum(j["non_2xx"] + j["errors"] for j in runs(s, per)) for s in ("am", "triaged"))
     print(f"| non-2xx and errors, {per} alert(s)/request, all rounds | {a} | {t} | |")
-PY
-echo "| RSS MB, 100k active alerts, 1 s after | $((am_active / 1024)) | $((tr_active / 1024)) | $(times "$tr_active" "$am_active") |"
-echo "| RSS MB, 100k active alerts, ${SETTLE} s later | $((am_settled / 1024)) | $((tr_settled / 1024)) | $(times "$tr_settled" "$am_settled") |"
-echo "| RSS MB, idle | $((am_idle / 1024)) | $((tr_idle / 1024)) | $(times "$tr_idle" "$am_idle") |"
-echo
-echo "| round | alert(s)/request | Alertmanager alerts/s | triaged alerts/s | triaged / Alertmanager | p99 ms, Alertmanager / triaged |"
-echo "|---|---|---|---|---|---|"
-python3 - "$RUNS" <<'PY'
-import json, sys
-runs = {}
-for line in open(sys.argv[1]):
-    rnd, server, per, js = line.split(" ", 3)
-    runs[(int(rnd), int(per), server)] = json.loads(js)
-for rnd, per in sorted({(r, p) for r, p, _ in runs}):
-    a, t = runs[(rnd, per, "am")], runs[(rnd, per, "triaged")]
-    print(f"| {rnd} | {per} | {a['alerts_per_sec']:g} | {t['alerts_per_sec']:g} | "
-          f"{t['alerts_per_sec'] / a['alerts_per_sec']:.2f}× | "
-          f"{a['latency_ms']['p99']:g} / {t['latency_ms']['p99']:g} |")
+rss("RSS MB, 100k active alerts, 1 s after", am_active, tr_active)
+rss(f"RSS MB, 100k active alerts, {settle} s later", am_settled, tr_settled)
+rss("RSS MB, idle", am_idle, tr_idle)
+print()
+print("| round | alert(s)/request | Alertmanager alerts/s | triaged alerts/s | triaged / Alertmanager | p99 ms, Alertmanager / triaged |")
+print("|---|---|---|---|---|---|")
+for rnd, per in sorted({(r, p) for r, p, _ in by_round}):
+    a, t = by_round[(rnd, per, "am")], by_round[(rnd, per, "triaged")]
+    print(f"| {rnd} | {per} | {rate(a):g} | {rate(t):g} | {rate(t) / rate(a):.2f}× | {p99(a):g} / {p99(t):g} |")
 PY
