@@ -513,7 +513,11 @@ impl Applied {
                 .iter()
                 .map(|(fp, s)| (fp.clone(), s.into()))
                 .collect(),
-            incidents: self.incidents.iter().map(IncidentV1::from).collect(),
+            incidents: self
+                .incidents
+                .iter()
+                .map(|i| decode(&encode(&IncidentV1Ref::from(i))).expect("an IncidentV1"))
+                .collect(),
             keys: self.keys.iter().map(|(k, id)| (k.clone(), id.0)).collect(),
             links: self
                 .links
@@ -3012,7 +3016,7 @@ mod tests {
         t.incidents
             .insert(
                 50u64.to_be_bytes(),
-                encode(&IncidentV1::from(&incident(50))),
+                encode(&IncidentV1Ref::from(&incident(50))),
             )
             .unwrap();
         let problems = store.scan().unwrap().problems;
