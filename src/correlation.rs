@@ -103,6 +103,11 @@ pub struct Submission {
 struct Answer {
     result: Result<Reply, Unavailable>,
     synced_at: Option<Instant>,
+    /// The submission's work, handed back so that the submitter's task frees it: the
+    /// alerts were allocated on that HTTP worker, and freeing them there keeps the
+    /// frees out of the correlation thread's batch time (2.6 % of its samples) and
+    /// local to the worker's allocator cache instead of remote.
+    spent: Work,
 }
 
 impl Submission {
@@ -193,10 +198,16 @@ impl Queue {
             return Err(Unavailable("correlation has stopped".into()));
         }
         match answer.await {
-            Ok(Answer { result, synced_at }) => {
+            Ok(Answer {
+                result,
+                synced_at,
+                spent,
+            }) => {
                 if let Some(at) = synced_at {
                     self.metrics.stages.answered.observe(secs_since(at));
                 }
+                // Freed here, on the worker that allocated it (see `Answer::spent`).
+                drop(spent);
                 result
             }
             Err(_) => Err(Unavailable("correlation stopped before answering".into())),
@@ -445,7 +456,11 @@ impl Correlator {
                     for _ in &subs {
                         self.metrics.stages.correlated.observe(correlated);
                     }
-                    let senders = subs.into_iter().map(|s| s.done).zip(replies).collect();
+                    let senders = subs
+                        .into_iter()
+                        .zip(replies)
+                        .map(|(s, reply)| (s.done, reply, s.work))
+                        .collect();
                     self.sync_and_answer(ticket, senders, &tally);
                 }
                 Err(e) => {
@@ -455,6 +470,7 @@ impl Correlator {
                         let _ = s.done.send(Answer {
                             result: Err(e.clone()),
                             synced_at: None,
+                            spent: s.work,
                         });
                     }
                 }
@@ -471,7 +487,7 @@ impl Correlator {
     fn sync_and_answer(
         &self,
         ticket: Ticket,
-        senders: Vec<(oneshot::Sender<Answer>, Reply)>,
+        senders: Vec<(oneshot::Sender<Answer>, Reply, Work)>,
         t: &Tally,
     ) {
         let started = Instant::now();
@@ -510,10 +526,11 @@ impl Correlator {
                 tracing::error!(error = %e, "store sync failed; senders get 503");
             }
         }
-        for (s, reply) in senders {
+        for (s, reply, spent) in senders {
             let _ = s.send(Answer {
                 result: result.clone().map(|()| reply),
                 synced_at: Some(synced_at),
+                spent,
             });
         }
     }
