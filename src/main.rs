@@ -20,11 +20,12 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's options, read before `main`: a background thread (one is enough) returns
 /// freed pages to the system within a quarter of a second, so RSS follows what is live
 /// rather than the peak (after a storm's checkpoints free their overlays: 97 → 77 MB
-/// one second after 100k alerts; throughput unchanged, BENCHMARKS.md session 15; at 0
-/// every free would madvise on the hot path, 17 % fewer alerts/s); one arena per CPU instead of jemalloc's default of four per CPU, each
-/// thread using the arena of the CPU it runs on (the daemon has ~20 threads, and each
-/// arena a thread touches keeps its own partly used pages: idle anonymous RSS 3.4 →
-/// 2.8 MB on 2 cores, throughput unchanged within this machine's noise).
+/// one second after 100k alerts, throughput unchanged, BENCHMARKS.md session 15; at 0
+/// every free would return its pages on the hot path, 17 % fewer alerts/s); one arena
+/// per CPU instead of jemalloc's default of four per CPU, each thread using the arena
+/// of the CPU it runs on (the daemon has ~20 threads, and each arena a thread touches
+/// keeps its own partly used pages: idle anonymous RSS 3.4 → 2.8 MB on 2 cores,
+/// throughput unchanged within this machine's noise).
 #[export_name = "_rjem_malloc_conf"]
 static MALLOC_CONF: MallocConf =
     MallocConf(c"background_thread:true,max_background_threads:1,percpu_arena:percpu,dirty_decay_ms:250,muzzy_decay_ms:0".as_ptr());
