@@ -22,9 +22,24 @@ use crate::sla;
 
 const V1: u8 = 1;
 
-/// Encodes a V1 record.
+/// Encodes a V1 record, into a `Vec` of exactly its size: the record is written into
+/// a per-thread scratch buffer and copied out once. Grown from one byte by doubling,
+/// a 300-byte alert record took seven reallocations (4 % of the correlation thread's
+/// samples while alerts are new) and kept up to twice its size as capacity in the
+/// store's overlay until the next checkpoint.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    postcard::to_extend(record, vec![V1]).expect("records serialize infallibly")
+    thread_local! {
+        static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        let buf = encode_into(record, scratch.take());
+        let exact = buf.as_slice().to_vec();
+        // A rare large record (an incident with many labels) does not pin its size.
+        if buf.capacity() <= 64 * 1024 {
+            scratch.set(buf);
+        }
+        exact
+    })
 }
 
 /// Encodes a V1 record into `buf` (cleared first): the log's writes reuse one buffer
